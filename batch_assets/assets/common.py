@@ -1,0 +1,39 @@
+"""What every stage reports: asset keys of the warehouse tables and the metadata Dagster plots per partition."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+
+from batch_assets.storage import CommitRecord
+
+
+def table_key(table: str) -> dg.AssetKey:
+    """The asset key of a warehouse table: its schema is the key's prefix (raw.ledger -> raw/ledger)."""
+    return dg.AssetKey(table.split("."))
+
+
+def money_metadata(name: str, amount: Decimal | None) -> dict[str, dg.MetadataValue]:
+    """A money total as exact text, plus integer cents so that Dagster can plot it without a float."""
+    total = amount if amount is not None else Decimal("0.00")
+    return {
+        name: dg.MetadataValue.text(f"{total:.2f}"),
+        f"{name}_cents": dg.MetadataValue.int(int(total * 100)),
+    }
+
+
+def commit_metadata(record: CommitRecord, started: float, rows_processed: int | None = None) -> dict[str, Any]:
+    """Rows, amount total, duration and rate of one committed partition, and the commit that holds it."""
+    duration = max(time.perf_counter() - started, 1e-9)
+    rows = record.row_count if rows_processed is None else rows_processed
+    return {
+        "rows": dg.MetadataValue.int(record.row_count),
+        **money_metadata("amount_total", record.amount_total),
+        "duration_s": dg.MetadataValue.float(round(duration, 3)),
+        "rows_per_s": dg.MetadataValue.float(round(rows / duration, 1)),
+        "fingerprint": dg.MetadataValue.text(record.fingerprint),
+        "commit_seq": dg.MetadataValue.int(record.commit_seq),
+    }

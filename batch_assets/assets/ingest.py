@@ -1,0 +1,211 @@
+"""Ingest stage: land a business day's files into raw.ledger, raw.bank and the file log, in one transaction."""
+
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from batch_assets.assets.common import commit_metadata, table_key
+from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.resources import LandingZoneResource, WarehouseResource, run_identity
+from batch_assets.storage import RAW_AMOUNT_TOTAL_SQL, PartitionWrite, Warehouse
+from batch_assets.transforms.contract import SOURCES, STATUS_INGESTED, STATUS_REJECTED
+from batch_assets.transforms.deliveries import DELIVERY_SCHEMA, mark_duplicates, next_file_log
+
+FILE_LOG = "ops.file_log"
+
+
+def _raw_table(source: str) -> str:
+    return f"raw.{source}"
+
+
+@dg.multi_asset(
+    name="ingest",
+    specs=[
+        *[
+            dg.AssetSpec(
+                table_key(_raw_table(source)),
+                description=f"The {source} rows of the business day as delivered: every column as text, with "
+                "file name and line number.",
+                group_name="ingest",
+                kinds={"duckdb", "polars"},
+            )
+            for source in SOURCES
+        ],
+        dg.AssetSpec(
+            table_key(FILE_LOG),
+            description="Every delivered file of the day: sha256, size, status (ingested, rejected, duplicate, "
+            "superseded), reason and row count.",
+            group_name="ingest",
+            kinds={"duckdb"},
+        ),
+    ],
+    partitions_def=DAILY,
+    pool=WAREHOUSE_POOL,
+)
+def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingZoneResource):
+    """Read the day's landing files strictly and replace the raw partitions and the file log atomically.
+
+    A source with a rejected file (or with no file at all) fails and keeps its previous raw data; the file
+    log records the rejection either way. The other source still lands.
+    """
+    started = time.perf_counter()
+    day = business_date(context)
+    wh = warehouse.open(context.log)
+    run = run_identity(context)
+
+    files, ignored = scan_landing(landing.path, day)
+    for item in ignored:
+        if day.isoformat() in item.name:
+            context.log.warning(f"ignored {item.name}: {item.reason}")
+    digests = {file.name: digest_file(file.path) for file in files}
+    deliveries = pl.DataFrame(
+        [
+            {
+                "business_date": day,
+                "source": file.source,
+                "file_name": file.name,
+                "sha256": digests[file.name].sha256,
+                "size_bytes": digests[file.name].size_bytes,
+                "status": None,
+                "reason": None,
+                "row_count": None,
+            }
+            for file in files
+        ],
+        schema=DELIVERY_SCHEMA,
+    )
+    ingested_elsewhere = wh.query(
+        "SELECT sha256, file_name FROM ops.file_log WHERE status = ? AND business_date <> ? "
+        "AND sha256 IN (SELECT sha256 FROM deliveries)",
+        [STATUS_INGESTED, day],
+        frames={"deliveries": deliveries.select("sha256")},
+    )
+    deliveries = mark_duplicates(deliveries, ingested_elsewhere)
+
+    spills: dict[str, Path] = {}
+    outcomes: dict[str, tuple[str, str | None, int | None]] = {}
+    try:
+        for file in files:
+            if deliveries.filter(pl.col("file_name") == file.name)["status"][0] is not None:
+                continue
+            outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
+            if outcomes[file.name][0] == STATUS_REJECTED:
+                context.log.error(f"rejected {file.name}: {outcomes[file.name][1]}")
+        deliveries = _apply_outcomes(deliveries, outcomes)
+
+        failures = _source_failures(deliveries, day, landing.path)
+        writes = []
+        for source in SOURCES:
+            if source in failures:
+                continue
+            ingested = deliveries.filter((pl.col("source") == source) & (pl.col("status") == STATUS_INGESTED))
+            writes.append(
+                PartitionWrite(
+                    table=_raw_table(source),
+                    business_date=day,
+                    data=[spills[name] for name in ingested["file_name"]],
+                    # Zero rows replace the day only when the files themselves say so (header-only files).
+                    allow_empty=int(ingested["row_count"].sum() or 0) == 0,
+                    input_hashes=ingested["sha256"].to_list(),
+                    amount_total_sql=RAW_AMOUNT_TOTAL_SQL,
+                )
+            )
+        previous_log = wh.read_partition(FILE_LOG, day)
+        file_log = next_file_log(deliveries, previous_log, failures.keys(), datetime.now(timezone.utc))
+        writes.append(
+            PartitionWrite(
+                table=FILE_LOG,
+                business_date=day,
+                data=file_log,
+                allow_empty=True,
+                input_hashes=deliveries["sha256"].to_list(),
+                amount_total_sql=None,
+            )
+        )
+        records = {record.table: record for record in wh.commit(writes, run)}
+    finally:
+        for spill in spills.values():
+            spill.unlink(missing_ok=True)
+
+    for source in SOURCES:
+        if source in failures:
+            continue
+        record = records[_raw_table(source)]
+        source_files = deliveries.filter(pl.col("source") == source)
+        yield dg.MaterializeResult(
+            asset_key=table_key(_raw_table(source)),
+            metadata={
+                **commit_metadata(record, started),
+                "input_files": dg.MetadataValue.json(
+                    source_files.select("file_name", "status", "row_count", "sha256").to_dicts()
+                ),
+                "files": dg.MetadataValue.int(source_files.height),
+            },
+            data_version=dg.DataVersion(record.fingerprint),
+        )
+    log_record = records[FILE_LOG]
+    status_counts = dict(file_log.group_by("status").len().iter_rows())
+    yield dg.MaterializeResult(
+        asset_key=table_key(FILE_LOG),
+        metadata={
+            "files": dg.MetadataValue.int(file_log.height),
+            **{f"files_{status}": dg.MetadataValue.int(count) for status, count in sorted(status_counts.items())},
+            "ignored_names": dg.MetadataValue.json([f"{i.name}: {i.reason}" for i in ignored][:50]),
+            "commit_seq": dg.MetadataValue.int(log_record.commit_seq),
+        },
+        data_version=dg.DataVersion(log_record.fingerprint),
+    )
+    if failures:
+        raise dg.Failure(
+            description="; ".join(f"{source}: {reason}" for source, reason in failures.items()),
+            metadata={"failed_sources": dg.MetadataValue.json(failures)},
+            allow_retries=False,
+        )
+
+
+def _read_to_spill(
+    file: LandingFile, digests: dict, wh: Warehouse, run_id: str, spills: dict[str, Path]
+) -> tuple[str, str | None, int | None]:
+    """Read one file strictly into a Parquet spill; (status, reason, rows). Any read error rejects the file."""
+    spill = wh.spill_path(run_id)
+    spills[file.name] = spill
+    try:
+        rows = land_file(file, digests[file.name], spill)
+    except RejectedFile as error:
+        return STATUS_REJECTED, error.reason, None
+    return STATUS_INGESTED, None, rows
+
+
+def _apply_outcomes(deliveries: pl.DataFrame, outcomes: dict[str, tuple[str, str | None, int | None]]) -> pl.DataFrame:
+    if not outcomes:
+        return deliveries
+    results = pl.DataFrame(
+        [{"file_name": name, "_status": s, "_reason": r, "_rows": n} for name, (s, r, n) in outcomes.items()],
+        schema={"file_name": pl.String, "_status": pl.String, "_reason": pl.String, "_rows": pl.Int64},
+    )
+    return (
+        deliveries.join(results, on="file_name", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("status", "_status").alias("status"),
+            pl.coalesce("reason", "_reason").alias("reason"),
+            pl.coalesce("row_count", "_rows").alias("row_count"),
+        )
+        .drop("_status", "_reason", "_rows")
+    )
+
+
+def _source_failures(deliveries: pl.DataFrame, day: date, root: Path) -> dict[str, str]:
+    """Why each failing source fails: a rejected file (named, with the reason), or nothing delivered."""
+    failures: dict[str, str] = {}
+    for source in SOURCES:
+        mine = deliveries.filter(pl.col("source") == source)
+        rejected = mine.filter(pl.col("status") == STATUS_REJECTED)
+        if rejected.height:
+            failures[source] = "; ".join(f"{n} rejected: {r}" for n, r in rejected.select("file_name", "reason").iter_rows())
+        elif mine.height == 0:
+            failures[source] = f"no {source} file for {day} has landed in {root / source}"
+    return failures

@@ -1,0 +1,25 @@
+"""The code location: every asset, check, job and resource, assembled into `defs`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from batch_assets.assets.ingest import ingest
+from batch_assets.assets.validate import validate
+from batch_assets.checks import CHECKS
+from batch_assets.resources import env_resources
+
+ASSETS = [ingest, validate]
+
+daily_job = dg.define_asset_job(
+    name="daily_reconciliation",
+    selection=dg.AssetSelection.all(),
+    description="Every stage of one business day, from landing files to the summary, with all checks.",
+)
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[daily_job],
+    resources=env_resources(),
+)

@@ -1,0 +1,23 @@
+"""Business-day partitions and the one concurrency pool for warehouse writers."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+# Partition keys are business dates (YYYY-MM-DD); tables are partitioned on a business_date DATE column,
+# never on a time-zoned timestamp, so a re-run touches exactly its own day.
+DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01")
+
+# Day D depends on day D-1 of the same asset (cross-day duplicates, open items carried forward).
+PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+# DuckDB allows one writing process per file: every asset or check that opens the warehouse is in this pool,
+# and the shipped dagster.yaml limits it to one at a time.
+WAREHOUSE_POOL = "warehouse"
+
+
+def business_date(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
+    """The business date of the partition being run."""
+    return date.fromisoformat(context.partition_key)

@@ -1,0 +1,92 @@
+"""Dagster resources: the warehouse, the landing zone and the thresholds, each configured from EnvVars."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from batch_assets import settings
+from batch_assets.storage import RunIdentity, Warehouse
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse file. dagster-duckdb holds the configuration; storage.py owns the
+    transactions and the lock retries (the stock retry waits ~100 s in silence, ours logs the holder)."""
+
+    lock_timeout_seconds: str = Field(default="60", description="seconds to wait for another process's lock")
+    threads: str = Field(default="0", description="DuckDB threads; 0 means DuckDB's default")
+    memory_limit: str = Field(default="", description="DuckDB memory_limit such as '2GB'; empty for default")
+    scratch_dir: str = Field(default="", description="spill folder; empty means <warehouse folder>/scratch")
+
+    def open(self, log: Any = None) -> Warehouse:
+        config: dict[str, Any] = dict(self.connection_config)
+        if int(self.threads) > 0:
+            config["threads"] = int(self.threads)
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        return Warehouse(
+            self.database,
+            lock_timeout_seconds=float(self.lock_timeout_seconds),
+            config=config,
+            scratch_dir=self.scratch_dir or None,
+            log=log,
+        )
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """The folder where ledger/ and bank/ files land."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class ThresholdsResource(dg.ConfigurableResource):
+    """Check thresholds, as decimal strings: above WARN a check warns, above ERROR it fails and blocks."""
+
+    quarantine_rate_warn: str = "0.01"
+    quarantine_rate_error: str = "0.05"
+
+    def rate(self, name: str) -> Decimal:
+        raw = getattr(self, name)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise dg.Failure(f"threshold {name}={raw!r} is not a decimal number") from None
+        return value
+
+
+def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:
+    """The run id and its start time, which orders writers for the warehouse's stale-writer fence."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = record.start_time if record and record.start_time else None
+    if started is None and record is not None:
+        started = record.create_timestamp.timestamp()
+    if started is None:
+        raise dg.Failure(f"run {context.run_id} has no record in the instance; cannot fence its writes")
+    return RunIdentity(run_id=context.run_id, started_at=started)
+
+
+def env_resources() -> dict[str, Any]:
+    """The resources of the code location, every value bound to an environment variable."""
+    return {
+        "warehouse": WarehouseResource(
+            database=dg.EnvVar(settings.WAREHOUSE),
+            lock_timeout_seconds=dg.EnvVar(settings.LOCK_TIMEOUT_SECONDS),
+            threads=dg.EnvVar(settings.DUCKDB_THREADS),
+            memory_limit=dg.EnvVar(settings.DUCKDB_MEMORY_LIMIT),
+            scratch_dir=dg.EnvVar(settings.SCRATCH),
+        ),
+        "landing": LandingZoneResource(root=dg.EnvVar(settings.LANDING)),
+        "thresholds": ThresholdsResource(
+            quarantine_rate_warn=dg.EnvVar(settings.QUARANTINE_RATE_WARN),
+            quarantine_rate_error=dg.EnvVar(settings.QUARANTINE_RATE_ERROR),
+        ),
+    }

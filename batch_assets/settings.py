@@ -1,0 +1,75 @@
+"""Environment variables: their names, their laptop defaults, and the shipped Dagster instance config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+# Each setting is an environment variable, bound with dagster.EnvVar in definitions.py and resolved at run
+# time. The launchers (`batch-assets dev|demo|env`, `make dev|demo`) fill in the defaults below for any
+# variable that is not already set, so a fresh clone works on one laptop with nothing exported.
+HOME = "BATCH_ASSETS_HOME"
+LANDING = "BATCH_ASSETS_LANDING"
+WAREHOUSE = "BATCH_ASSETS_WAREHOUSE"
+SCRATCH = "BATCH_ASSETS_SCRATCH"
+LOCK_TIMEOUT_SECONDS = "BATCH_ASSETS_LOCK_TIMEOUT_SECONDS"
+DUCKDB_THREADS = "BATCH_ASSETS_DUCKDB_THREADS"
+DUCKDB_MEMORY_LIMIT = "BATCH_ASSETS_DUCKDB_MEMORY_LIMIT"
+QUARANTINE_RATE_WARN = "BATCH_ASSETS_QUARANTINE_RATE_WARN"
+QUARANTINE_RATE_ERROR = "BATCH_ASSETS_QUARANTINE_RATE_ERROR"
+
+# Defaults that do not depend on the data folder. Rates are fractions, written as decimal strings.
+FIXED_DEFAULTS: dict[str, str] = {
+    LOCK_TIMEOUT_SECONDS: "60",
+    DUCKDB_THREADS: "0",
+    DUCKDB_MEMORY_LIMIT: "",
+    QUARANTINE_RATE_WARN: "0.01",
+    QUARANTINE_RATE_ERROR: "0.05",
+}
+
+# What each variable means, for `batch-assets env` and the README.
+DESCRIPTIONS: dict[str, str] = {
+    HOME: "the data folder (default ./data)",
+    LANDING: "where ledger/ and bank/ files land (default $BATCH_ASSETS_HOME/landing)",
+    WAREHOUSE: "the DuckDB file (default $BATCH_ASSETS_HOME/warehouse.duckdb)",
+    SCRATCH: "spill files for streaming writes (default $BATCH_ASSETS_HOME/scratch)",
+    "DAGSTER_HOME": "the Dagster instance (default $BATCH_ASSETS_HOME/dagster_home)",
+    LOCK_TIMEOUT_SECONDS: "how long a run waits for another process's lock on the warehouse",
+    DUCKDB_THREADS: "DuckDB threads; 0 means one per core",
+    DUCKDB_MEMORY_LIMIT: "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
+    QUARANTINE_RATE_WARN: "quarantined/raw rows above which the quarantine check warns",
+    QUARANTINE_RATE_ERROR: "quarantined/raw rows above which the quarantine check fails and blocks",
+}
+
+
+def environment_with_defaults(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
+    """Every setting: the value in `environ` where set, else its default (derived from the data folder)."""
+    home = Path(environ.get(HOME) or cwd / "data").resolve()
+    defaults = {
+        HOME: str(home),
+        LANDING: str(home / "landing"),
+        WAREHOUSE: str(home / "warehouse.duckdb"),
+        SCRATCH: str(home / "scratch"),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        **FIXED_DEFAULTS,
+    }
+    return {name: environ.get(name, default) for name, default in defaults.items()}
+
+
+def apply_defaults(environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, str]:
+    """Set every unset variable to its default (called by launchers, never at import time)."""
+    target = os.environ if environ is None else environ
+    values = environment_with_defaults(target, Path.cwd())
+    target.update(values)
+    return values
+
+
+def write_instance_config(dagster_home: Path) -> Path:
+    """Create DAGSTER_HOME with the shipped dagster.yaml, unless the user has put their own there."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    if not target.exists():
+        target.write_text(resources.files("batch_assets").joinpath("dagster.yaml").read_text())
+    return target

@@ -1,0 +1,384 @@
+"""The warehouse: the one module that opens DuckDB, replaces partitions atomically and keeps the commit log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+# Every table the platform writes, as DuckDB column definitions. A table's name is its asset key: schema.table.
+# Each is partitioned by business_date; a partition is replaced as a whole, in one transaction.
+TABLES: dict[str, str] = {
+    "raw.ledger": """
+        business_date DATE NOT NULL, file_name VARCHAR NOT NULL, line_number BIGINT NOT NULL,
+        txn_id VARCHAR, account_id VARCHAR, booking_date VARCHAR, value_date VARCHAR, amount VARCHAR,
+        currency VARCHAR, reference VARCHAR, counterparty VARCHAR, description VARCHAR, extra VARCHAR""",
+    "staging.ledger": """
+        business_date DATE NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+        booking_date DATE NOT NULL, value_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
+        currency VARCHAR NOT NULL, reference VARCHAR, reference_norm VARCHAR, counterparty VARCHAR,
+        description VARCHAR, file_name VARCHAR NOT NULL, line_number BIGINT NOT NULL""",
+    "staging.quarantine": """
+        business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
+        line_number BIGINT NOT NULL, rule VARCHAR NOT NULL, detail VARCHAR,
+        txn_id VARCHAR, account_id VARCHAR, booking_date VARCHAR, value_date VARCHAR, amount VARCHAR,
+        currency VARCHAR, reference VARCHAR, counterparty VARCHAR, description VARCHAR""",
+    "ops.file_log": """
+        business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR,
+        row_count BIGINT, first_seen_at TIMESTAMPTZ NOT NULL""",
+}
+TABLES["raw.bank"] = TABLES["raw.ledger"]
+TABLES["staging.bank"] = TABLES["staging.ledger"]
+
+COMMIT_LOG_TABLE = "ops.commit_log"
+COMMIT_LOG_COLUMNS = """
+    commit_seq BIGINT NOT NULL, asset_key VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL, run_started_at DOUBLE NOT NULL, committed_at TIMESTAMPTZ NOT NULL,
+    row_count BIGINT NOT NULL, amount_total DECIMAL(38,2), fingerprint VARCHAR NOT NULL,
+    input_hashes VARCHAR[] NOT NULL"""
+
+# A raw amount counts towards a raw table's total only when it is a valid contract decimal.
+RAW_AMOUNT_TOTAL_SQL = (
+    r"sum(CASE WHEN regexp_full_match(trim(amount), '[+-]?[0-9]{1,16}(\.[0-9]{1,2})?') "
+    r"THEN CAST(trim(amount) AS DECIMAL(18,2)) END)"
+)
+
+_LOCK_ERROR = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
+_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
+class WarehouseError(Exception):
+    """A write or read of the warehouse that must not go ahead."""
+
+
+class WarehouseLockTimeout(WarehouseError):
+    """Another process held the warehouse for longer than the lock timeout. Transient: a retry may succeed."""
+
+
+class StaleWriteError(WarehouseError):
+    """A run that started before the partition's last committed writer tried to overwrite it."""
+
+
+class EmptyOutputError(WarehouseError):
+    """An empty output would have wiped a partition without the input saying 'zero rows'."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The run a write belongs to; its start time orders writers for the stale-writer fence."""
+
+    run_id: str
+    started_at: float
+
+
+@dataclass
+class PartitionWrite:
+    """One partition of one table to replace. `data` is a collected frame, a lazy frame (streamed through a
+    Parquet spill file) or Parquet files already written."""
+
+    table: str
+    business_date: date
+    data: pl.DataFrame | pl.LazyFrame | list[Path]
+    allow_empty: bool = False
+    input_hashes: Sequence[str] = ()
+    amount_total_sql: str | None = "sum(amount)"
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """What one committed partition write contains, as recorded in ops.commit_log."""
+
+    table: str
+    business_date: date
+    run_id: str
+    row_count: int
+    amount_total: Decimal | None
+    fingerprint: str
+    commit_seq: int
+    committed_at: datetime = field(compare=False)
+
+
+def quote_ident(name: str) -> str:
+    """Quote one SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(table: str) -> str:
+    """Quote a schema.table name taken from TABLES."""
+    if table not in TABLES and table != COMMIT_LOG_TABLE:
+        raise WarehouseError(f"unknown table {table!r}")
+    schema, name = table.split(".", 1)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def describe_lock_holder(message: str) -> str:
+    """Name the process that holds the lock, from DuckDB's error and /proc when we can read it."""
+    found = _LOCK_HOLDER.search(message)
+    if not found:
+        return "another process"
+    pid = found.group(1)
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    return f"PID {pid} ({command[:160]})" if command else f"PID {pid}"
+
+
+class Warehouse:
+    """A DuckDB file used in short sessions: connect with lock retries, do one thing, close."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout_seconds: float = 60.0,
+        config: Mapping[str, Any] | None = None,
+        scratch_dir: str | os.PathLike[str] | None = None,
+        log: logging.Logger | Any | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self.config = dict(config or {})
+        self.scratch_dir = Path(scratch_dir) if scratch_dir else self.path.parent / "scratch"
+        self.log = log or logging.getLogger(__name__)
+        self._bootstrapped = False
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
+        """Open the file; while another process holds its lock, back off exponentially with jitter."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                return duckdb.connect(str(self.path), config=self.config)
+            except duckdb.IOException as error:
+                if not _LOCK_ERROR.search(str(error)):
+                    raise
+                holder = describe_lock_holder(str(error))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WarehouseLockTimeout(
+                        f"the warehouse {self.path} is locked by {holder} and stayed locked for "
+                        f"{self.lock_timeout_seconds:g}s. Close that DuckDB session (or stop that process), "
+                        f"then re-execute the run; BATCH_ASSETS_LOCK_TIMEOUT_SECONDS sets how long runs wait."
+                    ) from error
+                # Equal jitter: half the backoff fixed, half random, so waiting writers spread out.
+                backoff = min(2.0, 0.05 * 2**attempt)
+                delay = min(remaining, backoff / 2 + random.uniform(0, backoff / 2))
+                self.log.warning(
+                    f"warehouse {self.path.name} is locked by {holder}; retry {attempt + 1} in {delay:.2f}s "
+                    f"({remaining:.0f}s left before giving up)"
+                )
+                time.sleep(delay)
+                attempt += 1
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection held only for the `with` block, so the file lock is short."""
+        conn = self._connect_with_retry()
+        try:
+            if not self._bootstrapped:
+                self._create_tables(conn)
+                self._bootstrapped = True
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
+        statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in ("raw", "staging", "recon", "ops")]
+        statements += [f"CREATE TABLE IF NOT EXISTS {qualified(t)} ({cols})" for t, cols in TABLES.items()]
+        statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(COMMIT_LOG_TABLE)} ({COMMIT_LOG_COLUMNS})")
+        conn.execute(";\n".join(statements))
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        frames: Mapping[str, pl.DataFrame] | None = None,
+    ) -> pl.DataFrame:
+        """Run one read-only statement and return its result as a Polars frame. `frames` are visible to the
+        statement as tables under their names (for semi-joins against this run's rows)."""
+        with self.connection() as conn:
+            for name, frame in (frames or {}).items():
+                conn.register(name, frame)
+            return conn.sql(sql, params=params).pl()
+
+    def read_partition(self, table: str, business_date: date, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """One business day of a table."""
+        select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        return self.query(
+            f"SELECT {select} FROM {qualified(table)} WHERE business_date = ? ORDER BY ALL",
+            [business_date],
+        )
+
+    def earlier_txn_ids(self, table: str, business_date: date, candidates: pl.DataFrame) -> pl.DataFrame:
+        """Which of `candidates` (column txn_id) were staged in `table` before `business_date`, and first when."""
+        return self.query(
+            f"SELECT txn_id, min(business_date) AS business_date FROM {qualified(table)} "
+            "WHERE business_date < ? AND txn_id IN (SELECT trim(txn_id) FROM candidates) GROUP BY txn_id",
+            [business_date],
+            frames={"candidates": candidates.select("txn_id")},
+        )
+
+    def last_commit(self, table: str, business_date: date) -> CommitRecord | None:
+        """The commit that made the partition what it is now, or None if it was never written."""
+        rows = self.query(
+            f"SELECT * FROM {qualified(COMMIT_LOG_TABLE)} WHERE asset_key = ? AND partition_key = ? "
+            "ORDER BY commit_seq DESC LIMIT 1",
+            [table, business_date.isoformat()],
+        )
+        if rows.is_empty():
+            return None
+        return _commit_record(rows.row(0, named=True))
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def commit(self, writes: Sequence[PartitionWrite], run: RunIdentity) -> list[CommitRecord]:
+        """Replace every partition in `writes` and log each in ops.commit_log, all in one transaction.
+
+        Lazy inputs are first streamed to Parquet spill files, so the lock is held only for the copy and the
+        commit. A stale run, or an empty output that was not declared legitimate, rolls everything back.
+        """
+        spills: list[Path] = []
+        try:
+            sources = []
+            for write in writes:
+                if isinstance(write.data, pl.LazyFrame):
+                    spill = self.spill_path(run.run_id)
+                    write.data.sink_parquet(spill, compression="lz4", engine="streaming")
+                    spills.append(spill)
+                    sources.append(("read_parquet(?)", [str(spill)], None))
+                elif isinstance(write.data, list):
+                    sources.append(("read_parquet(?)", [[str(p) for p in write.data]], None))
+                else:
+                    sources.append(("incoming", [], write.data))
+            with self.connection() as conn:
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    records = [
+                        self._replace_partition(conn, write, source, run)
+                        for write, source in zip(writes, sources, strict=True)
+                    ]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            return records
+        finally:
+            for spill in spills:
+                spill.unlink(missing_ok=True)
+
+    def spill_path(self, run_id: str) -> Path:
+        """A fresh Parquet file name in the scratch folder, for streaming a result before it is committed."""
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        return self.scratch_dir / f"{run_id}-{uuid.uuid4().hex}.parquet"
+
+    def _replace_partition(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        write: PartitionWrite,
+        source: tuple[str, list[Any], pl.DataFrame | None],
+        run: RunIdentity,
+    ) -> CommitRecord:
+        table = qualified(write.table)
+        partition_key = write.business_date.isoformat()
+        last = conn.execute(
+            f"SELECT run_id, run_started_at FROM {qualified(COMMIT_LOG_TABLE)} "
+            "WHERE asset_key = ? AND partition_key = ? ORDER BY commit_seq DESC LIMIT 1",
+            [write.table, partition_key],
+        ).fetchone()
+        if last is not None and last[0] != run.run_id and last[1] > run.started_at:
+            raise StaleWriteError(
+                f"refused to write {write.table} for {partition_key}: run {run.run_id} started at "
+                f"{_iso(run.started_at)}, before run {last[0]} (started {_iso(last[1])}) committed this "
+                "partition. This run is stale; the newer data stays."
+            )
+
+        conn.execute(f"DELETE FROM {table} WHERE business_date = ?", [write.business_date])
+        relation, params, frame = source
+        if frame is not None:
+            conn.register("incoming", frame)
+        try:
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {relation}", params)
+        finally:
+            if frame is not None:
+                conn.unregister("incoming")
+
+        amount_sql = write.amount_total_sql or "NULL"
+        row_count, amount_total, fingerprint = conn.execute(
+            f"SELECT count(*), CAST({amount_sql} AS DECIMAL(38,2)), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) "
+            f"FROM {table} t WHERE business_date = ?",
+            [write.business_date],
+        ).fetchone()
+        if row_count == 0 and not write.allow_empty:
+            raise EmptyOutputError(
+                f"refused to replace {write.table} for {partition_key} with zero rows: the input did not say "
+                "'zero rows' (a header-only file), so an empty result means something went wrong upstream."
+            )
+        # Order-independent content hash: equal fingerprints mean a re-run produced identical rows.
+        fingerprint = f"{row_count}:{int(fingerprint):x}"
+        committed_at = datetime.now(timezone.utc)
+        (commit_seq,) = conn.execute(
+            f"SELECT coalesce(max(commit_seq), 0) + 1 FROM {qualified(COMMIT_LOG_TABLE)}"
+        ).fetchone()
+        conn.execute(
+            f"INSERT INTO {qualified(COMMIT_LOG_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                commit_seq,
+                write.table,
+                partition_key,
+                run.run_id,
+                run.started_at,
+                committed_at,
+                row_count,
+                amount_total,
+                fingerprint,
+                sorted(set(write.input_hashes)),
+            ],
+        )
+        return CommitRecord(
+            table=write.table,
+            business_date=write.business_date,
+            run_id=run.run_id,
+            row_count=row_count,
+            amount_total=amount_total,
+            fingerprint=fingerprint,
+            commit_seq=commit_seq,
+            committed_at=committed_at,
+        )
+
+
+def _commit_record(row: Mapping[str, Any]) -> CommitRecord:
+    return CommitRecord(
+        table=row["asset_key"],
+        business_date=date.fromisoformat(row["partition_key"]),
+        run_id=row["run_id"],
+        row_count=row["row_count"],
+        amount_total=row["amount_total"],
+        fingerprint=row["fingerprint"],
+        commit_seq=row["commit_seq"],
+        committed_at=row["committed_at"],
+    )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""Pure Polars transforms: all the reconciliation domain logic, with no Dagster imports."""

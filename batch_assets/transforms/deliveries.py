@@ -1,0 +1,106 @@
+"""The file log's rules: which deliveries are duplicates, and what a day's log says after an ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+import polars as pl
+
+from batch_assets.transforms.contract import STATUS_DUPLICATE, STATUS_REJECTED, STATUS_SUPERSEDED
+
+FILE_LOG_SCHEMA: dict[str, pl.DataType] = {
+    "business_date": pl.Date(),
+    "source": pl.String(),
+    "file_name": pl.String(),
+    "sha256": pl.String(),
+    "size_bytes": pl.Int64(),
+    "status": pl.String(),
+    "reason": pl.String(),
+    "row_count": pl.Int64(),
+    "first_seen_at": pl.Datetime("us", "UTC"),
+}
+# A delivery of this run: its outcome is ingested, duplicate or rejected once the files have been read.
+DELIVERY_SCHEMA: dict[str, pl.DataType] = {
+    k: v for k, v in FILE_LOG_SCHEMA.items() if k != "first_seen_at"
+}
+_KEY = ["file_name", "sha256"]
+
+
+def mark_duplicates(current: pl.DataFrame, ingested_elsewhere: pl.DataFrame) -> pl.DataFrame:
+    """Mark deliveries whose bytes were already ingested: under another name (`ingested_elsewhere`:
+    sha256, file_name), or earlier by name on the same day. Others keep status null, to be read."""
+    known = ingested_elsewhere.group_by("sha256").agg(pl.col("file_name").min().alias("_known_as"))
+    ordered = current.sort("file_name").join(known, on="sha256", how="left", maintain_order="left")
+    earlier = pl.col("file_name").first().over("sha256")
+    return ordered.with_columns(
+        pl.when(pl.col("_known_as").is_not_null())
+        .then(pl.lit(STATUS_DUPLICATE))
+        .when(earlier != pl.col("file_name"))
+        .then(pl.lit(STATUS_DUPLICATE))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.when(pl.col("_known_as").is_not_null())
+        .then(pl.format("same bytes as {}, already ingested", pl.col("_known_as")))
+        .when(earlier != pl.col("file_name"))
+        .then(pl.format("same bytes as {}", earlier))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+    ).drop("_known_as")
+
+
+def next_file_log(
+    deliveries: pl.DataFrame,
+    previous: pl.DataFrame,
+    failed_sources: Collection[str],
+    now: datetime,
+) -> pl.DataFrame:
+    """The day's file log after an ingest, as a pure function of what was there and what happened.
+
+    A source that failed keeps its previous entries (its raw data is unchanged) and gains its rejected
+    files. A source that succeeded lists its current deliveries; earlier versions of its files become
+    `superseded`. An entry keeps the time it was first seen, so re-running a day leaves the log identical.
+    """
+    deliveries = deliveries.cast(DELIVERY_SCHEMA)  # type: ignore[arg-type]
+    previous = previous.cast(FILE_LOG_SCHEMA)  # type: ignore[arg-type]
+    failed = pl.col("source").is_in(list(failed_sources))
+    first_seen = previous.select(*_KEY, "first_seen_at")
+
+    kept_after_failure = previous.filter(failed)
+    newly_rejected = deliveries.filter(failed & (pl.col("status") == STATUS_REJECTED)).join(
+        previous.select(_KEY), on=_KEY, how="anti"
+    )
+
+    current = deliveries.filter(~failed)
+    still_named = current.select("file_name").unique()
+    replaced = (
+        previous.filter(~failed)
+        .join(current.select(_KEY), on=_KEY, how="anti")
+        .join(still_named.with_columns(pl.lit(True).alias("_named")), on="file_name", how="left")
+        .with_columns(
+            pl.when(pl.col("status") == STATUS_SUPERSEDED)
+            .then(pl.col("reason"))
+            .otherwise(
+                pl.format(
+                    "{} (was {}{})",
+                    pl.when(pl.col("_named")).then(pl.lit("replaced by new bytes")).otherwise(
+                        pl.lit("no longer in the landing zone")
+                    ),
+                    pl.col("status"),
+                    pl.when(pl.col("reason").is_not_null()).then(pl.format(": {}", pl.col("reason"))).otherwise(pl.lit("")),
+                )
+            )
+            .alias("reason"),
+            pl.lit(STATUS_SUPERSEDED).alias("status"),
+        )
+        .drop("_named")
+    )
+    logged = pl.concat([current, newly_rejected]).join(first_seen, on=_KEY, how="left").with_columns(
+        pl.col("first_seen_at").fill_null(pl.lit(now, FILE_LOG_SCHEMA["first_seen_at"]))
+    )
+    return (
+        pl.concat([kept_after_failure, replaced, logged.select(FILE_LOG_SCHEMA.keys())], how="vertical")
+        .cast(FILE_LOG_SCHEMA)  # type: ignore[arg-type]
+        .sort("file_name", "first_seen_at", "sha256")
+    )
+

@@ -1,0 +1,173 @@
+"""Validation: judge each raw row against the contract's rules, then split it into staged and quarantined rows."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from batch_assets.transforms.contract import (
+    CONTRACT_COLUMNS,
+    MAX_INTEGER_DIGITS,
+    MONEY,
+    QUARANTINE_SCHEMA,
+    REQUIRED_COLUMNS,
+    RULE_BOOKING_DATE_MISMATCH,
+    RULE_DUPLICATE_TXN_ID,
+    RULE_INVALID_AMOUNT,
+    RULE_INVALID_CURRENCY,
+    RULE_INVALID_DATE,
+    RULE_MISSING_FIELD,
+    STAGED_SCHEMA,
+)
+from batch_assets.transforms.references import normalise_reference
+
+AMOUNT_PATTERN = rf"^[+-]?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,2}})?$"
+_TOO_MANY_DECIMALS = r"^[+-]?[0-9]+\.[0-9]{3,}$"
+_TOO_MANY_DIGITS = rf"^[+-]?[0-9]{{{MAX_INTEGER_DIGITS + 1},}}(\.[0-9]*)?$"
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+PRIOR_TXN_SCHEMA = {"txn_id": pl.String, "business_date": pl.Date}
+# The trimmed working column that each required field is judged by.
+_CLEANED = {
+    "txn_id": "_txn_id",
+    "account_id": "_account_id",
+    "booking_date": "_booking_text",
+    "amount": "_amount_text",
+    "currency": "_currency",
+}
+
+
+def _clean(column: str) -> pl.Expr:
+    """Trimmed text, with an empty value read as missing."""
+    trimmed = pl.col(column).str.strip_chars()
+    return pl.when(trimmed == "").then(None).otherwise(trimmed)
+
+
+def _parse_date(text: pl.Expr) -> pl.Expr:
+    return pl.when(text.str.contains(_ISO_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
+
+
+def _first_broken_rule(checks: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+    """The first (broken, rule, detail) that holds, as (rule, detail) expressions; null when none does."""
+    rule = pl.lit(None, pl.String)
+    detail = pl.lit(None, pl.String)
+    for broken, name, why in reversed(checks):
+        rule = pl.when(broken).then(pl.lit(name)).otherwise(rule)
+        detail = pl.when(broken).then(why).otherwise(detail)
+    return rule, detail
+
+
+def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFrame) -> pl.LazyFrame:
+    """Each raw row with its typed values, the first rule it breaks (`rule`) and why (`detail`).
+
+    Rules are judged in the contract's order. Among rows that break no other rule, the first occurrence of a
+    txn_id by (file name, line) wins and later ones are duplicates, as is a txn_id already staged on an
+    earlier business day (`prior_txn_ids`: txn_id, business_date).
+    """
+    typed = raw.sort("file_name", "line_number").with_columns(
+        _clean("txn_id").alias("_txn_id"),
+        _clean("account_id").alias("_account_id"),
+        _clean("booking_date").alias("_booking_text"),
+        _clean("value_date").alias("_value_text"),
+        _clean("amount").alias("_amount_text"),
+        _clean("currency").str.to_uppercase().alias("_currency"),
+    ).with_columns(
+        _parse_date(pl.col("_booking_text")).alias("_booking_date"),
+        _parse_date(pl.col("_value_text")).alias("_value_date"),
+    )
+
+    missing = [(pl.col(_CLEANED[name]).is_null(), name) for name in REQUIRED_COLUMNS]
+    amount = pl.col("_amount_text")
+    checks: list[tuple[pl.Expr, str, pl.Expr]] = [
+        *[(is_missing, RULE_MISSING_FIELD, pl.lit(f"{name} is missing")) for is_missing, name in missing],
+        (
+            ~amount.str.contains(AMOUNT_PATTERN),
+            RULE_INVALID_AMOUNT,
+            pl.when(amount.str.contains(_TOO_MANY_DECIMALS))
+            .then(pl.format("amount {} has more than 2 fractional digits", amount))
+            .when(amount.str.contains(_TOO_MANY_DIGITS))
+            .then(pl.format("amount {} has more than {} integer digits", amount, pl.lit(MAX_INTEGER_DIGITS)))
+            .otherwise(pl.format("amount {} is not a decimal", amount)),
+        ),
+        (
+            pl.col("_booking_date").is_null(),
+            RULE_INVALID_DATE,
+            pl.format("booking_date {} is not a date (YYYY-MM-DD)", pl.col("_booking_text")),
+        ),
+        (
+            pl.col("_value_text").is_not_null() & pl.col("_value_date").is_null(),
+            RULE_INVALID_DATE,
+            pl.format("value_date {} is not a date (YYYY-MM-DD)", pl.col("_value_text")),
+        ),
+        (
+            ~pl.col("_currency").str.contains(r"^[A-Z]{3}$"),
+            RULE_INVALID_CURRENCY,
+            pl.format("currency {} is not 3 letters", pl.col("currency")),
+        ),
+        (
+            pl.col("_booking_date") != pl.lit(business_date),
+            RULE_BOOKING_DATE_MISMATCH,
+            pl.format("booking_date {} is not the file's business date {}", pl.col("_booking_text"), pl.lit(str(business_date))),
+        ),
+    ]
+    rule, detail = _first_broken_rule(checks)
+    judged = typed.with_columns(rule.alias("rule"), detail.alias("detail"))
+
+    # Duplicates are judged among rows that are otherwise good, so a broken copy never hides a good one.
+    good = pl.col("rule").is_null()
+    prior = prior_txn_ids.select(
+        pl.col("txn_id").alias("_txn_id"), pl.col("business_date").alias("_prior_date")
+    ).unique("_txn_id")
+    first_file = pl.col("file_name").filter(good).first().over("_txn_id")
+    first_line = pl.col("line_number").filter(good).first().over("_txn_id")
+    repeat = good & (pl.int_range(pl.len()).over(pl.col("_txn_id"), good) > 0)
+    return (
+        judged.join(prior, on="_txn_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(good & pl.col("_prior_date").is_not_null())
+            .then(pl.lit(RULE_DUPLICATE_TXN_ID))
+            .when(repeat)
+            .then(pl.lit(RULE_DUPLICATE_TXN_ID))
+            .otherwise(pl.col("rule"))
+            .alias("rule"),
+            pl.when(good & pl.col("_prior_date").is_not_null())
+            .then(pl.format("txn_id {} was already staged on {}", pl.col("_txn_id"), pl.col("_prior_date")))
+            .when(repeat)
+            .then(pl.format("txn_id {} first seen in {} line {}", pl.col("_txn_id"), first_file, first_line))
+            .otherwise(pl.col("detail"))
+            .alias("detail"),
+        )
+        .drop("_prior_date")
+    )
+
+
+def staged_rows(judged: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows that broke no rule, typed and normalised, in STAGED_SCHEMA."""
+    return judged.filter(pl.col("rule").is_null()).select(
+        "business_date",
+        pl.col("_txn_id").alias("txn_id"),
+        pl.col("_account_id").alias("account_id"),
+        pl.col("_booking_date").alias("booking_date"),
+        pl.coalesce("_value_date", "_booking_date").alias("value_date"),
+        pl.col("_amount_text").cast(MONEY).alias("amount"),
+        pl.col("_currency").alias("currency"),
+        "reference",
+        normalise_reference(pl.col("reference")).alias("reference_norm"),
+        "counterparty",
+        "description",
+        "file_name",
+        "line_number",
+    ).cast(STAGED_SCHEMA)  # type: ignore[arg-type]
+
+
+def quarantined_rows(judged: pl.LazyFrame, source: str) -> pl.LazyFrame:
+    """Rows that broke a rule, with the rule, why, and the raw values as delivered, in QUARANTINE_SCHEMA."""
+    return judged.filter(pl.col("rule").is_not_null()).select(
+        "business_date",
+        pl.lit(source).alias("source"),
+        "file_name",
+        "line_number",
+        "rule",
+        "detail",
+        *CONTRACT_COLUMNS,
+    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Tests of batch_assets: transforms, storage, assets, checks and the command line."""

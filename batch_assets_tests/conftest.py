@@ -1,0 +1,34 @@
+"""Shared fixtures: a temporary data folder with every setting pointed into it, and a real Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from batch_assets import settings
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh BATCH_ASSETS_HOME; every setting takes its default inside it."""
+    data = tmp_path / "data"
+    values = settings.environment_with_defaults({settings.HOME: str(data)}, tmp_path)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    (data / "landing").mkdir(parents=True)
+    return data
+
+
+@pytest.fixture
+def landing(home: Path) -> Path:
+    return home / "landing"
+
+
+@pytest.fixture
+def instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance with SQLite storage in the temporary DAGSTER_HOME."""
+    with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
+        yield instance
