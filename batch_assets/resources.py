@@ -65,13 +65,13 @@ class ThresholdsResource(dg.ConfigurableResource):
 
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:
     """The run id and its start time, which orders writers for the warehouse's stale-writer fence."""
-    record = context.instance.get_run_record_by_id(context.run_id)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
     started = record.start_time if record and record.start_time else None
     if started is None and record is not None:
         started = record.create_timestamp.timestamp()
     if started is None:
-        raise dg.Failure(f"run {context.run_id} has no record in the instance; cannot fence its writes")
-    return RunIdentity(run_id=context.run_id, started_at=started)
+        raise dg.Failure(f"run {context.run.run_id} has no record in the instance; cannot fence its writes")
+    return RunIdentity(run_id=context.run.run_id, started_at=started)
 
 
 def env_resources() -> dict[str, Any]:

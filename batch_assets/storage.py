@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from batch_assets.faults import crash_point
+
 # Every table the platform writes, as DuckDB column definitions. A table's name is its asset key: schema.table.
 # Each is partitioned by business_date; a partition is replaced as a whole, in one transaction.
 TABLES: dict[str, str] = {
@@ -278,6 +280,7 @@ class Warehouse:
                         self._replace_partition(conn, write, source, run)
                         for write, source in zip(writes, sources, strict=True)
                     ]
+                    crash_point("before_commit")
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -30,5 +30,7 @@ def landing(home: Path) -> Path:
 @pytest.fixture
 def instance(home: Path) -> Iterator[dg.DagsterInstance]:
     """A real Dagster instance with SQLite storage in the temporary DAGSTER_HOME."""
-    with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         yield instance

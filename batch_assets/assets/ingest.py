@@ -12,7 +12,7 @@ from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_fi
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import LandingZoneResource, WarehouseResource, run_identity
 from batch_assets.storage import RAW_AMOUNT_TOTAL_SQL, PartitionWrite, Warehouse
-from batch_assets.transforms.contract import SOURCES, STATUS_INGESTED, STATUS_REJECTED
+from batch_assets.transforms.contract import RAW_SCHEMA, SOURCES, STATUS_INGESTED, STATUS_REJECTED
 from batch_assets.transforms.deliveries import DELIVERY_SCHEMA, mark_duplicates, next_file_log
 
 FILE_LOG = "ops.file_log"
@@ -78,24 +78,20 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, land
         ],
         schema=DELIVERY_SCHEMA,
     )
-    ingested_elsewhere = wh.query(
-        "SELECT sha256, file_name FROM ops.file_log WHERE status = ? AND business_date <> ? "
-        "AND sha256 IN (SELECT sha256 FROM deliveries)",
-        [STATUS_INGESTED, day],
-        frames={"deliveries": deliveries.select("sha256")},
-    )
-    deliveries = mark_duplicates(deliveries, ingested_elsewhere)
-
     spills: dict[str, Path] = {}
-    outcomes: dict[str, tuple[str, str | None, int | None]] = {}
     try:
+        outcomes = {}
         for file in files:
-            if deliveries.filter(pl.col("file_name") == file.name)["status"][0] is not None:
-                continue
             outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
             if outcomes[file.name][0] == STATUS_REJECTED:
                 context.log.error(f"rejected {file.name}: {outcomes[file.name][1]}")
-        deliveries = _apply_outcomes(deliveries, outcomes)
+        ingested_elsewhere = wh.query(
+            "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date <> ? "
+            "AND sha256 IN (SELECT sha256 FROM deliveries)",
+            [STATUS_INGESTED, day],
+            frames={"deliveries": deliveries.select("sha256")},
+        )
+        deliveries = mark_duplicates(_apply_outcomes(deliveries, outcomes), ingested_elsewhere)
 
         failures = _source_failures(deliveries, day, landing.path)
         writes = []
@@ -107,7 +103,7 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, land
                 PartitionWrite(
                     table=_raw_table(source),
                     business_date=day,
-                    data=[spills[name] for name in ingested["file_name"]],
+                    data=[spills[name] for name in ingested["file_name"]] or pl.DataFrame(schema=RAW_SCHEMA),
                     # Zero rows replace the day only when the files themselves say so (header-only files).
                     allow_empty=int(ingested["row_count"].sum() or 0) == 0,
                     input_hashes=ingested["sha256"].to_list(),

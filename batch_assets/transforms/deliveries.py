@@ -7,7 +7,7 @@ from datetime import datetime
 
 import polars as pl
 
-from batch_assets.transforms.contract import STATUS_DUPLICATE, STATUS_REJECTED, STATUS_SUPERSEDED
+from batch_assets.transforms.contract import STATUS_DUPLICATE, STATUS_INGESTED, STATUS_REJECTED, STATUS_SUPERSEDED
 
 FILE_LOG_SCHEMA: dict[str, pl.DataType] = {
     "business_date": pl.Date(),
@@ -27,22 +27,24 @@ DELIVERY_SCHEMA: dict[str, pl.DataType] = {
 _KEY = ["file_name", "sha256"]
 
 
-def mark_duplicates(current: pl.DataFrame, ingested_elsewhere: pl.DataFrame) -> pl.DataFrame:
-    """Mark deliveries whose bytes were already ingested: under another name (`ingested_elsewhere`:
-    sha256, file_name), or earlier by name on the same day. Others keep status null, to be read."""
-    known = ingested_elsewhere.group_by("sha256").agg(pl.col("file_name").min().alias("_known_as"))
-    ordered = current.sort("file_name").join(known, on="sha256", how="left", maintain_order="left")
-    earlier = pl.col("file_name").first().over("sha256")
+def mark_duplicates(deliveries: pl.DataFrame, ingested_elsewhere: pl.DataFrame) -> pl.DataFrame:
+    """Mark as duplicates the read deliveries whose bytes were already ingested for the same source: under
+    another name on another day (`ingested_elsewhere`: source, sha256, file_name), or earlier by name today.
+
+    Only files with rows count: header-only files are byte-identical by nature, and landing one twice
+    cannot count anything twice.
+    """
+    known = ingested_elsewhere.group_by("source", "sha256").agg(pl.col("file_name").min().alias("_known_as"))
+    candidate = (pl.col("status") == STATUS_INGESTED) & (pl.col("row_count") > 0)
+    ordered = deliveries.sort("file_name").join(known, on=["source", "sha256"], how="left", maintain_order="left")
+    earlier = pl.col("file_name").filter(candidate).first().over("source", "sha256")
+    same_as_earlier = candidate & (earlier != pl.col("file_name"))
+    elsewhere = candidate & pl.col("_known_as").is_not_null()
     return ordered.with_columns(
-        pl.when(pl.col("_known_as").is_not_null())
-        .then(pl.lit(STATUS_DUPLICATE))
-        .when(earlier != pl.col("file_name"))
-        .then(pl.lit(STATUS_DUPLICATE))
-        .otherwise(pl.col("status"))
-        .alias("status"),
-        pl.when(pl.col("_known_as").is_not_null())
+        pl.when(elsewhere | same_as_earlier).then(pl.lit(STATUS_DUPLICATE)).otherwise(pl.col("status")).alias("status"),
+        pl.when(elsewhere)
         .then(pl.format("same bytes as {}, already ingested", pl.col("_known_as")))
-        .when(earlier != pl.col("file_name"))
+        .when(same_as_earlier)
         .then(pl.format("same bytes as {}", earlier))
         .otherwise(pl.col("reason"))
         .alias("reason"),
