@@ -7,8 +7,9 @@ import dagster as dg
 from batch_assets.assets.common import table_key
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import ThresholdsResource, WarehouseResource
-from batch_assets.storage import qualified
+from batch_assets.storage import quote_ident, qualified
 from batch_assets.transforms.contract import SOURCES
+from batch_assets.transforms.summary import ALL
 
 
 def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
@@ -113,24 +114,211 @@ def quarantine_rate(
         )
         for source in SOURCES
     ]
-    warn = thresholds.rate("quarantine_rate_warn")
-    error = thresholds.rate("quarantine_rate_error")
     rates = {
         source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0))
         for source, raw, quarantined in counts
     }
-    worst = max(rates.values(), default=Decimal(0))
-    severity = dg.AssetCheckSeverity.ERROR if worst > error else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(
-        passed=worst <= warn,
-        severity=severity,
+    return threshold_result(
+        max(rates.values(), default=Decimal(0)),
+        thresholds.value("quarantine_rate_warn"),
+        thresholds.value("quarantine_rate_error"),
+        higher_is_worse=True,
         metadata={
             **{f"rate_{source}": float(round(rate, 6)) for source, rate in rates.items()},
             **{f"quarantined_{s}": q for s, _, q in counts},
             **{f"raw_{s}": r for s, r, _ in counts},
-            "warn_above": str(warn),
-            "error_above": str(error),
         },
+    )
+
+
+def threshold_result(
+    value: Decimal, warn: Decimal, error: Decimal, *, higher_is_worse: bool, metadata: dict
+) -> dg.AssetCheckResult:
+    """Pass within WARN; past WARN fail as a warning; past ERROR fail as an error. The numbers judged, and
+    the limits, go into the metadata."""
+    past = (lambda limit: value > limit) if higher_is_worse else (lambda limit: value < limit)
+    return dg.AssetCheckResult(
+        passed=not past(warn),
+        severity=dg.AssetCheckSeverity.ERROR if past(error) else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **metadata,
+            "value": str(value),
+            "warn_limit": str(warn),
+            "error_limit": str(error),
+            "direction": "above is worse" if higher_is_worse else "below is worse",
+        },
+    )
+
+
+def _items_conserved_check() -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table_key("recon.open_items"),
+        name="items_conserved",
+        description="Invariant 2, per side: candidates (staged today + carried from yesterday) = matched today + "
+        "carried into tomorrow + expired today.",
+        blocking=True,
+        partitions_def=DAILY,
+        pool=WAREHOUSE_POOL,
+    )
+    def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        day = business_date(context)
+        wh = warehouse.open(context.log)
+        sides = {}
+        for source in SOURCES:
+            sides[source] = wh.query(
+                f"""
+                SELECT
+                  (SELECT count(*) FROM {qualified(f"staging.{source}")} WHERE business_date = $day) AS staged,
+                  (SELECT count(*) FROM recon.open_items WHERE business_date = $day - 1 AND source = $source
+                     AND carried) AS carried_in,
+                  (SELECT count(DISTINCT {quote_ident(f"{source}_txn_id")}) FROM recon.matches
+                     WHERE business_date = $day) AS matched,
+                  (SELECT count(*) FROM recon.open_items WHERE business_date = $day AND source = $source
+                     AND carried) AS carried_out,
+                  (SELECT count(*) FROM recon.open_items WHERE business_date = $day AND source = $source
+                     AND NOT carried) AS expired
+                """,
+                {"day": day, "source": source},
+            ).row(0, named=True)
+        balanced = all(
+            v["staged"] + v["carried_in"] == v["matched"] + v["carried_out"] + v["expired"] for v in sides.values()
+        )
+        return dg.AssetCheckResult(
+            passed=balanced,
+            metadata={f"{source}_{name}": n for source, values in sides.items() for name, n in values.items()},
+        )
+
+    return items_conserved
+
+
+def _matched_once_check() -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table_key("recon.matches"),
+        name="matched_once",
+        description="Invariant 3: no item is in two matches — each ledger item in one match row, each bank item in "
+        "one match, on one day only.",
+        blocking=True,
+        partitions_def=DAILY,
+        pool=WAREHOUSE_POOL,
+    )
+    def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        day = business_date(context)
+        counts = warehouse.open(context.log).query(
+            """
+            WITH today AS (SELECT * FROM recon.matches WHERE business_date = $day)
+            SELECT
+              (SELECT count(*) - count(DISTINCT ledger_txn_id) FROM today) AS ledger_repeated,
+              (SELECT count(*) FROM (SELECT bank_txn_id FROM today GROUP BY bank_txn_id
+                                     HAVING count(DISTINCT match_id) > 1)) AS bank_in_several_matches,
+              (SELECT count(*) FROM recon.matches m WHERE m.business_date <> $day
+                 AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
+                      OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))) AS matched_on_other_days,
+              (SELECT count(*) FROM today) AS match_rows
+            """,
+            {"day": day},
+        ).row(0, named=True)
+        passed = counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_other_days"] == 0
+        return dg.AssetCheckResult(passed=passed, metadata=counts)
+
+    return matched_once
+
+
+def _matches_balance_check() -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table_key("recon.matches"),
+        name="matches_balance",
+        description="Invariant 4: in every match the ledger amounts add up to the bank amount, to the cent.",
+        blocking=True,
+        partitions_def=DAILY,
+        pool=WAREHOUSE_POOL,
+    )
+    def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        day = business_date(context)
+        result = warehouse.open(context.log).query(
+            """
+            WITH per_match AS (
+              SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
+                     max(bank_amount) AS bank_max
+              FROM recon.matches WHERE business_date = $day GROUP BY match_id)
+            SELECT count(*) AS matches,
+                   count(*) FILTER (ledger_total <> bank_max OR bank_min <> bank_max) AS unbalanced,
+                   CAST(coalesce(sum(ledger_total), 0) AS VARCHAR) AS ledger_total,
+                   CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
+            FROM per_match
+            """,
+            {"day": day},
+        ).row(0, named=True)
+        return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
+
+    return matches_balance
+
+
+def _summary_row(warehouse: WarehouseResource, context: dg.AssetCheckExecutionContext, where: str) -> list[dict]:
+    return warehouse.open(context.log).query(
+        f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",
+        {"day": business_date(context), "all": ALL},
+    ).to_dicts()
+
+
+@dg.asset_check(
+    asset=table_key("recon.summary"),
+    name="match_rate",
+    description="Match rate (matched / candidate items) of the day, against BATCH_ASSETS_MATCH_RATE_WARN / _ERROR.",
+    partitions_def=DAILY,
+    pool=WAREHOUSE_POOL,
+)
+def match_rate(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
+) -> dg.AssetCheckResult:
+    (total,) = _summary_row(warehouse, context, "currency = $all")
+    return threshold_result(
+        Decimal(str(round(total["match_rate"], 6))),
+        thresholds.value("match_rate_warn"),
+        thresholds.value("match_rate_error"),
+        higher_is_worse=False,
+        metadata={k: total[k] for k in ("ledger_items", "bank_items", "matched_ledger", "matched_bank")},
+    )
+
+
+@dg.asset_check(
+    asset=table_key("recon.summary"),
+    name="break_value",
+    description="Break value (absolute amounts of breaks) of the worst currency, against "
+    "BATCH_ASSETS_BREAK_VALUE_WARN / _ERROR.",
+    partitions_def=DAILY,
+    pool=WAREHOUSE_POOL,
+)
+def break_value(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
+) -> dg.AssetCheckResult:
+    rows = _summary_row(warehouse, context, "currency <> $all")
+    values = {r["currency"]: r["break_value_ledger"] + r["break_value_bank"] for r in rows}
+    return threshold_result(
+        max(values.values(), default=Decimal("0.00")),
+        thresholds.value("break_value_warn"),
+        thresholds.value("break_value_error"),
+        higher_is_worse=True,
+        metadata={f"break_value_{currency}": str(value) for currency, value in sorted(values.items())},
+    )
+
+
+@dg.asset_check(
+    asset=table_key("recon.summary"),
+    name="amount_mismatches",
+    description="Count of amount mismatches of the day, against BATCH_ASSETS_AMOUNT_MISMATCH_WARN / _ERROR.",
+    partitions_def=DAILY,
+    pool=WAREHOUSE_POOL,
+)
+def amount_mismatches(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
+) -> dg.AssetCheckResult:
+    (total,) = _summary_row(warehouse, context, "currency = $all")
+    return threshold_result(
+        Decimal(total["amount_mismatches"]),
+        thresholds.value("amount_mismatch_warn"),
+        thresholds.value("amount_mismatch_error"),
+        higher_is_worse=True,
+        metadata={"amount_mismatches": total["amount_mismatches"]},
     )
 
 
@@ -138,4 +326,10 @@ CHECKS = [
     *[_rows_conserved_check(source) for source in SOURCES],
     *[_txn_id_unique_check(source) for source in SOURCES],
     quarantine_rate,
+    _items_conserved_check(),
+    _matched_once_check(),
+    _matches_balance_check(),
+    match_rate,
+    break_value,
+    amount_mismatches,
 ]

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from batch_assets import settings
 from batch_assets.storage import RunIdentity, Warehouse
+from batch_assets.transforms.matching import MatchParameters
 
 
 class WarehouseResource(DuckDBResource):
@@ -49,18 +50,39 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class ThresholdsResource(dg.ConfigurableResource):
-    """Check thresholds, as decimal strings: above WARN a check warns, above ERROR it fails and blocks."""
+    """Check thresholds, as decimal strings (money and rates are never floats here). Past WARN a check warns;
+    past ERROR it fails."""
 
     quarantine_rate_warn: str = "0.01"
     quarantine_rate_error: str = "0.05"
+    match_rate_warn: str = "0.85"
+    match_rate_error: str = "0.60"
+    break_value_warn: str = "1000000.00"
+    break_value_error: str = "10000000.00"
+    amount_mismatch_warn: str = "1000"
+    amount_mismatch_error: str = "10000"
 
-    def rate(self, name: str) -> Decimal:
+    def value(self, name: str) -> Decimal:
+        """A threshold as an exact decimal."""
         raw = getattr(self, name)
         try:
             value = Decimal(raw)
         except InvalidOperation:
             raise dg.Failure(f"threshold {name}={raw!r} is not a decimal number") from None
         return value
+
+
+class MatchingResource(dg.ConfigurableResource):
+    """The matching contract's day counts."""
+
+    carry_days: int = 5
+    date_tolerance_days: int = 2
+    grace_days: int = 2
+
+    def parameters(self) -> MatchParameters:
+        if min(self.carry_days, self.date_tolerance_days, self.grace_days) < 0:
+            raise dg.Failure("carry_days, date_tolerance_days and grace_days must not be negative")
+        return MatchParameters(self.carry_days, self.date_tolerance_days, self.grace_days)
 
 
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:
@@ -88,5 +110,16 @@ def env_resources() -> dict[str, Any]:
         "thresholds": ThresholdsResource(
             quarantine_rate_warn=dg.EnvVar(settings.QUARANTINE_RATE_WARN),
             quarantine_rate_error=dg.EnvVar(settings.QUARANTINE_RATE_ERROR),
+            match_rate_warn=dg.EnvVar(settings.MATCH_RATE_WARN),
+            match_rate_error=dg.EnvVar(settings.MATCH_RATE_ERROR),
+            break_value_warn=dg.EnvVar(settings.BREAK_VALUE_WARN),
+            break_value_error=dg.EnvVar(settings.BREAK_VALUE_ERROR),
+            amount_mismatch_warn=dg.EnvVar(settings.AMOUNT_MISMATCH_WARN),
+            amount_mismatch_error=dg.EnvVar(settings.AMOUNT_MISMATCH_ERROR),
+        ),
+        "matching": MatchingResource(
+            carry_days=dg.EnvVar.int(settings.CARRY_DAYS),
+            date_tolerance_days=dg.EnvVar.int(settings.DATE_TOLERANCE_DAYS),
+            grace_days=dg.EnvVar.int(settings.GRACE_DAYS),
         ),
     }

@@ -19,6 +19,15 @@ DUCKDB_THREADS = "BATCH_ASSETS_DUCKDB_THREADS"
 DUCKDB_MEMORY_LIMIT = "BATCH_ASSETS_DUCKDB_MEMORY_LIMIT"
 QUARANTINE_RATE_WARN = "BATCH_ASSETS_QUARANTINE_RATE_WARN"
 QUARANTINE_RATE_ERROR = "BATCH_ASSETS_QUARANTINE_RATE_ERROR"
+CARRY_DAYS = "BATCH_ASSETS_CARRY_DAYS"
+DATE_TOLERANCE_DAYS = "BATCH_ASSETS_DATE_TOLERANCE_DAYS"
+GRACE_DAYS = "BATCH_ASSETS_GRACE_DAYS"
+MATCH_RATE_WARN = "BATCH_ASSETS_MATCH_RATE_WARN"
+MATCH_RATE_ERROR = "BATCH_ASSETS_MATCH_RATE_ERROR"
+BREAK_VALUE_WARN = "BATCH_ASSETS_BREAK_VALUE_WARN"
+BREAK_VALUE_ERROR = "BATCH_ASSETS_BREAK_VALUE_ERROR"
+AMOUNT_MISMATCH_WARN = "BATCH_ASSETS_AMOUNT_MISMATCH_WARN"
+AMOUNT_MISMATCH_ERROR = "BATCH_ASSETS_AMOUNT_MISMATCH_ERROR"
 
 # Defaults that do not depend on the data folder. Rates are fractions, written as decimal strings.
 FIXED_DEFAULTS: dict[str, str] = {
@@ -27,6 +36,15 @@ FIXED_DEFAULTS: dict[str, str] = {
     DUCKDB_MEMORY_LIMIT: "",
     QUARANTINE_RATE_WARN: "0.01",
     QUARANTINE_RATE_ERROR: "0.05",
+    CARRY_DAYS: "5",
+    DATE_TOLERANCE_DAYS: "2",
+    GRACE_DAYS: "2",
+    MATCH_RATE_WARN: "0.85",
+    MATCH_RATE_ERROR: "0.60",
+    BREAK_VALUE_WARN: "1000000.00",
+    BREAK_VALUE_ERROR: "10000000.00",
+    AMOUNT_MISMATCH_WARN: "1000",
+    AMOUNT_MISMATCH_ERROR: "10000",
 }
 
 # What each variable means, for `batch-assets env` and the README.
@@ -41,6 +59,15 @@ DESCRIPTIONS: dict[str, str] = {
     DUCKDB_MEMORY_LIMIT: "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
     QUARANTINE_RATE_WARN: "quarantined/raw rows above which the quarantine check warns",
     QUARANTINE_RATE_ERROR: "quarantined/raw rows above which the quarantine check fails and blocks",
+    CARRY_DAYS: "days an unmatched item stays a matching candidate before it expires as a standing break",
+    DATE_TOLERANCE_DAYS: "how far apart booking dates may be in the amount_date pass",
+    GRACE_DAYS: "age up to which an open item is a timing difference rather than a break",
+    MATCH_RATE_WARN: "match rate (matched / candidate items) below which the match-rate check warns",
+    MATCH_RATE_ERROR: "match rate below which the match-rate check fails",
+    BREAK_VALUE_WARN: "break value (sum of absolute amounts, per currency) above which the check warns",
+    BREAK_VALUE_ERROR: "break value per currency above which the check fails",
+    AMOUNT_MISMATCH_WARN: "count of amount mismatches above which the check warns",
+    AMOUNT_MISMATCH_ERROR: "count of amount mismatches above which the check fails",
 }
 
 

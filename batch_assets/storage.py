@@ -42,6 +42,28 @@ TABLES: dict[str, str] = {
         business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
         sha256 VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR,
         row_count BIGINT, first_seen_at TIMESTAMPTZ NOT NULL""",
+    "recon.matches": """
+        business_date DATE NOT NULL, match_id VARCHAR NOT NULL, match_pass VARCHAR NOT NULL,
+        account_id VARCHAR NOT NULL, currency VARCHAR NOT NULL, ledger_txn_id VARCHAR NOT NULL,
+        bank_txn_id VARCHAR NOT NULL, ledger_amount DECIMAL(18,2) NOT NULL, bank_amount DECIMAL(18,2) NOT NULL,
+        ledger_booking_date DATE NOT NULL, bank_booking_date DATE NOT NULL, reference_norm VARCHAR""",
+    "recon.open_items": """
+        business_date DATE NOT NULL, source VARCHAR NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL, booking_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
+        reference_norm VARCHAR, origin_date DATE NOT NULL, age_days INTEGER NOT NULL, carried BOOLEAN NOT NULL""",
+    "recon.exceptions": """
+        business_date DATE NOT NULL, source VARCHAR NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL, booking_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
+        reference_norm VARCHAR, category VARCHAR NOT NULL, age_days INTEGER NOT NULL, is_break BOOLEAN NOT NULL,
+        status VARCHAR NOT NULL, difference DECIMAL(18,2), counterpart_txn_id VARCHAR""",
+    "recon.summary": """
+        business_date DATE NOT NULL, account_id VARCHAR NOT NULL, currency VARCHAR NOT NULL,
+        ledger_items BIGINT, bank_items BIGINT, matches_exact BIGINT, matches_amount_date BIGINT,
+        matches_aggregate BIGINT, matched_ledger BIGINT, matched_bank BIGINT, open_ledger BIGINT, open_bank BIGINT,
+        expired_ledger BIGINT, expired_bank BIGINT, timing_differences BIGINT, breaks_ledger BIGINT,
+        breaks_bank BIGINT, amount_mismatches BIGINT, standing_breaks BIGINT, age_0_2 BIGINT, age_3_5 BIGINT,
+        age_6_10 BIGINT, age_over_10 BIGINT, match_rate DOUBLE, break_value_ledger DECIMAL(18,2),
+        break_value_bank DECIMAL(18,2), amount_mismatch_value DECIMAL(18,2)""",
 }
 TABLES["raw.bank"] = TABLES["raw.ledger"]
 TABLES["staging.bank"] = TABLES["staging.ledger"]
@@ -207,6 +229,11 @@ class Warehouse:
         statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in ("raw", "staging", "recon", "ops")]
         statements += [f"CREATE TABLE IF NOT EXISTS {qualified(t)} ({cols})" for t, cols in TABLES.items()]
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(COMMIT_LOG_TABLE)} ({COMMIT_LOG_COLUMNS})")
+        # Breaks that left the candidates stay breaks until someone resolves them: the standing list.
+        statements.append(
+            "CREATE OR REPLACE VIEW recon.standing_breaks AS "
+            "SELECT * FROM recon.exceptions WHERE status = 'expired'"
+        )
         conn.execute(";\n".join(statements))
 
     # -- reads -----------------------------------------------------------------------------------------
@@ -240,6 +267,14 @@ class Warehouse:
             [business_date],
             frames={"candidates": candidates.select("txn_id")},
         )
+
+    def has_commits_before(self, table: str, business_date: date) -> bool:
+        """Whether any partition of `table` before `business_date` was ever committed."""
+        rows = self.query(
+            f"SELECT count(*) AS n FROM {qualified(COMMIT_LOG_TABLE)} WHERE asset_key = ? AND partition_key < ?",
+            [table, business_date.isoformat()],
+        )
+        return bool(rows["n"][0])
 
     def last_commit(self, table: str, business_date: date) -> CommitRecord | None:
         """The commit that made the partition what it is now, or None if it was never written."""

@@ -17,7 +17,16 @@ from batch_assets_tests.helpers import csv_text, txn, write_landing
 DAY = date(2026, 11, 10)
 NEXT = date(2026, 11, 11)
 HEADER = csv_text([])
-TABLES = ["raw.ledger", "raw.bank", "staging.ledger", "staging.bank", "staging.quarantine", "ops.file_log"]
+TABLES = [
+    "raw.ledger", "raw.bank", "staging.ledger", "staging.bank", "staging.quarantine", "ops.file_log",
+    "recon.matches", "recon.open_items", "recon.exceptions", "recon.summary",
+]
+ALL_ASSETS = {t.replace(".", "/") for t in TABLES}
+INVARIANT_CHECKS = {
+    "staging/ledger:rows_conserved", "staging/bank:rows_conserved", "staging/ledger:txn_id_unique",
+    "staging/bank:txn_id_unique", "recon/open_items:items_conserved", "recon/matches:matched_once",
+    "recon/matches:matches_balance",
+}
 
 
 def run_day(instance: dg.DagsterInstance, day: date = DAY) -> dg.ExecuteInProcessResult:
@@ -69,9 +78,10 @@ def test_a_good_day_lands_stages_and_passes_every_check(
     write_landing(landing, "ledger", DAY, csv_text([txn("L3", "1.234", DAY)]), part="02")
     result = run_day(instance)
     assert result.success
-    assert materialized(result) == {"raw/ledger", "raw/bank", "ops/file_log", "staging/ledger", "staging/bank", "staging/quarantine"}
+    assert materialized(result) == ALL_ASSETS
     checks = check_results(result)
-    assert len(checks) == 5 and all(c.passed for c in checks.values())
+    assert len(checks) == 11
+    assert all(checks[name].passed for name in INVARIANT_CHECKS | {"staging/quarantine:quarantine_rate"})
     assert checks["staging/ledger:rows_conserved"].metadata["raw_rows"].value == 3
 
     wh = warehouse(home)
@@ -182,7 +192,9 @@ def test_header_only_files_mean_a_day_with_zero_transactions(landing: Path, home
     write_landing(landing, "bank", DAY, HEADER)
     result = run_day(instance)
     assert result.success
-    assert all(c.passed for c in check_results(result).values())
+    checks = check_results(result)
+    assert all(checks[name].passed for name in INVARIANT_CHECKS)
+    assert checks["recon/summary:match_rate"].passed
     assert snapshot(home)["staging.ledger"] == [] and snapshot(home)["raw.bank"] == []
 
 

@@ -1,0 +1,72 @@
+"""Summary stage: the day's reconciliation in numbers, per account and currency, per currency and in total."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from batch_assets.assets.common import commit_metadata, money_metadata, table_key
+from batch_assets.assets.match import load_carried
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.storage import PartitionWrite
+from batch_assets.transforms.exceptions import classify
+from batch_assets.transforms.matching import PASSES
+from batch_assets.transforms.summary import ALL, summarise
+
+SUMMARY = "recon.summary"
+
+
+@dg.asset(
+    key=table_key(SUMMARY),
+    description="Per account and currency, per currency (account *) and in total (*, *): items per side, matches "
+    "per pass, match rate, open items, breaks and break value per side, amount mismatches, ageing buckets.",
+    group_name="reconcile",
+    kinds={"duckdb", "polars"},
+    deps=[table_key("recon.matches"), table_key("recon.open_items"), table_key("recon.exceptions")],
+    partitions_def=DAILY,
+    pool=WAREHOUSE_POOL,
+)
+def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
+    started = time.perf_counter()
+    day = business_date(context)
+    wh = warehouse.open(context.log)
+    keys = ["account_id", "currency"]
+    carried = load_carried(wh, day).filter("carried")
+    candidates = {
+        source: pl.concat(
+            [wh.read_partition(f"staging.{source}", day, keys), carried.filter(pl.col("source") == source).select(keys)]
+        )
+        for source in ("ledger", "bank")
+    }
+    matches = wh.read_partition("recon.matches", day)
+    classified = classify(wh.read_partition("recon.open_items", day), matching.parameters().grace_days)
+    standing = wh.query(
+        "SELECT account_id, currency, booking_date FROM recon.standing_breaks WHERE business_date < ?", [day]
+    )
+    summary = summarise(day, candidates["ledger"], candidates["bank"], matches, classified, standing)
+    inputs = [c.fingerprint for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))]
+    (record,) = wh.commit(
+        [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)],
+        run_identity(context),
+    )
+    total = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") == ALL)).row(0, named=True)
+    per_currency = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") != ALL))
+    break_values = {
+        k: v
+        for row in per_currency.iter_rows(named=True)
+        for k, v in money_metadata(f"break_value_{row['currency']}", row["break_value_ledger"] + row["break_value_bank"]).items()
+    }
+    return dg.MaterializeResult(
+        metadata={
+            **commit_metadata(record, started, rows_processed=total["ledger_items"] + total["bank_items"]),
+            "match_rate": dg.MetadataValue.float(round(total["match_rate"], 6)),
+            **{f"matches_{p}": dg.MetadataValue.int(total[f"matches_{p}"]) for p in PASSES},
+            **{name: dg.MetadataValue.int(total[name]) for name in (
+                "ledger_items", "bank_items", "open_ledger", "open_bank", "breaks_ledger", "breaks_bank",
+                "amount_mismatches", "timing_differences", "standing_breaks",
+            )},
+            **break_values,
+        },
+        data_version=dg.DataVersion(record.fingerprint),
+    )

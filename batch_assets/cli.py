@@ -1,0 +1,165 @@
+"""The `batch-assets` command: generate sample data, run days through Dagster, report, and start the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from batch_assets import settings
+
+DEMO_START = date(2026, 11, 2)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _days(start: date, count: int) -> list[date]:
+    return [start + timedelta(days=i) for i in range(count)]
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print every setting as a shell export, defaults filled in: `eval "$(batch-assets env)"`."""
+    values = settings.environment_with_defaults(os.environ, Path.cwd())
+    for name, value in values.items():
+        print(f"# {settings.DESCRIPTIONS.get(name, '')}")
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from batch_assets.generator import generate
+
+    values = settings.apply_defaults()
+    landing = Path(args.landing or values[settings.LANDING])
+    report = generate(
+        start=args.start,
+        days=args.days,
+        rows=args.rows,
+        fmt=args.format,
+        seed=args.seed,
+        landing=landing,
+        truth=Path(args.truth) if args.truth else None,
+        parts=args.parts,
+    )
+    print(f"wrote {args.days} day(s) of {args.format} to {landing}" + (f", ground truth to {args.truth}" if args.truth else ""))
+    print(report)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daily job for each day from --start, in order, stopping at the first failed day."""
+    from batch_assets.operations import run_days
+
+    settings.apply_defaults()
+    days = _days(args.start, args.days)
+    failed = run_days(days)
+    if failed is not None:
+        print(f"{failed} failed; later days were not run. See the run in the Dagster UI (make dev).", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from batch_assets.operations import day_report, print_report
+
+    settings.apply_defaults()
+    print_report(day_report(_days(args.start, args.days) if args.start else None))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a week of sample data, run every day through Dagster, print what happened."""
+    from batch_assets.generator import generate
+    from batch_assets.operations import day_report, print_report, run_days
+
+    values = settings.apply_defaults()
+    days = _days(args.start, args.days)
+    landing = Path(values[settings.LANDING])
+    truth = Path(values[settings.HOME]) / "truth"
+    print(f"generating {args.days} days x {args.rows} ledger rows into {landing}")
+    generate(start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth)
+    failed = run_days(days)
+    print_report(day_report(days, truth=truth))
+    if failed is not None:
+        print(f"{failed} failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
+        return 1
+    print(f"\nData: {values[settings.HOME]}. Open the Dagster UI with `make dev` to see the runs, checks and plots.")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Start the Dagster webserver and daemon for this code location, bound to loopback by default."""
+    values = settings.apply_defaults()
+    settings.write_instance_config(Path(values["DAGSTER_HOME"]))
+    dg = Path(sys.executable).with_name("dg")
+    command = [str(dg), "dev", "--host", args.host, "--port", str(args.port)]
+    print("starting", " ".join(command), f"(DAGSTER_HOME={values['DAGSTER_HOME']})", flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    env = commands.add_parser("env", help="print the settings as shell exports, defaults filled in")
+    env.set_defaults(func=cmd_env)
+
+    gen = commands.add_parser("generate", help="write realistic sample landing files (and ground truth)")
+    gen.add_argument("--start", type=_date, required=True)
+    gen.add_argument("--days", type=_positive, required=True)
+    gen.add_argument("--rows", type=_positive, required=True, help="ledger rows per day")
+    gen.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--landing", help="landing folder (default $BATCH_ASSETS_LANDING)")
+    gen.add_argument("--truth", help="write the ground truth here")
+    gen.add_argument("--parts", type=_positive, default=1, help="files per source and day")
+    gen.set_defaults(func=cmd_generate)
+
+    run = commands.add_parser("run", help="run the daily job for consecutive days, in order (re-run from day D forward)")
+    run.add_argument("--start", type=_date, required=True)
+    run.add_argument("--days", type=_positive, default=1)
+    run.set_defaults(func=cmd_run)
+
+    report = commands.add_parser("report", help="print the per-day table from the warehouse")
+    report.add_argument("--start", type=_date)
+    report.add_argument("--days", type=_positive, default=7)
+    report.set_defaults(func=cmd_report)
+
+    demo = commands.add_parser("demo", help="generate a week of data, reconcile it through Dagster, print the table")
+    demo.add_argument("--start", type=_date, default=DEMO_START)
+    demo.add_argument("--days", type=_positive, default=7)
+    demo.add_argument("--rows", type=_positive, default=20_000)
+    demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dg dev)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

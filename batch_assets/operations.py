@@ -1,0 +1,80 @@
+"""Command-line operations: run business days through Dagster in order, and report what each day holds."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from batch_assets import settings
+from batch_assets.storage import Warehouse
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_days(days: Sequence[date]) -> date | None:
+    """Run the daily job for each day, in order, in this process against $DAGSTER_HOME, so that every run
+    shows in the UI. Returns the first day that failed (later days are not run), or None."""
+    from batch_assets.definitions import defs
+
+    settings.write_instance_config(Path(os.environ["DAGSTER_HOME"]))
+    job = defs.resolve_job_def("daily_reconciliation")
+    with dg.DagsterInstance.get() as instance:
+        for day in days:
+            started = time.perf_counter()
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
+            )
+            status = "ok" if result.success else "FAILED"
+            print(f"{day}  run {result.run_id[:8]}  {status}  {time.perf_counter() - started:.1f}s", flush=True)
+            if not result.success:
+                for event in result.all_events:
+                    if event.event_type_value == "STEP_FAILURE":
+                        print(f"    {event.step_key}: {_failure_text(event)}", flush=True)
+                return day
+    return None
+
+
+def _failure_text(event: dg.DagsterEvent) -> str:
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip().splitlines()[-1] if data.error else "failed"
+
+
+def day_report(days: Sequence[date] | None = None, truth: Path | None = None) -> pl.DataFrame:
+    """One row per business day: files, rows per stage and side, quarantine and amount totals."""
+    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    report = wh.query(
+        """
+        WITH files AS (
+            SELECT business_date,
+                   count(*) FILTER (status = 'ingested') AS files_in,
+                   count(*) FILTER (status = 'rejected') AS rejected,
+                   count(*) FILTER (status = 'duplicate') AS duplicates
+            FROM ops.file_log GROUP BY ALL),
+        ledger AS (SELECT business_date, count(*) AS ledger, sum(amount) AS ledger_total FROM staging.ledger GROUP BY ALL),
+        bank AS (SELECT business_date, count(*) AS bank, sum(amount) AS bank_total FROM staging.bank GROUP BY ALL),
+        quarantine AS (SELECT business_date, count(*) AS quarantined FROM staging.quarantine GROUP BY ALL)
+        SELECT business_date, files_in, rejected, duplicates,
+               coalesce(ledger, 0) AS ledger, coalesce(bank, 0) AS bank, coalesce(quarantined, 0) AS quarantined,
+               coalesce(ledger_total, 0) AS ledger_total, coalesce(bank_total, 0) AS bank_total
+        FROM files LEFT JOIN ledger USING (business_date) LEFT JOIN bank USING (business_date)
+             LEFT JOIN quarantine USING (business_date)
+        ORDER BY business_date
+        """
+    )
+    if days is not None:
+        report = report.filter(pl.col("business_date").is_in(list(days)))
+    return report
+
+
+def print_report(report: pl.DataFrame) -> None:
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_width_chars=200, thousands_separator=True):
+        print(report)
