@@ -1,0 +1,89 @@
+"""The code location loads, and its asset graph matches the reviewed snapshot (keys, deps, partitions, checks)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from batch_assets import settings
+from batch_assets.definitions import defs
+from batch_assets.resources import env_resources
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def asset_graph_snapshot() -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "partitions": str(node.partitions_def) if node.partitions_def else None,
+            "deps": sorted(
+                f"{parent.to_user_string()}"
+                + (f" ({type(node.partition_mappings[parent]).__name__})" if parent in node.partition_mappings else "")
+                for parent in node.parent_keys
+            ),
+            "pool": node.pools and sorted(node.pools),
+            "checks": sorted(check.name for check in node.check_keys),
+        }
+    checks = {}
+    for check_key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        spec = graph.get_check_spec(check_key)
+        checks[f"{check_key.asset_key.to_user_string()}:{check_key.name}"] = {"blocking": spec.blocking}
+    jobs = sorted(job.name for job in defs.jobs or [])
+    return {"assets": assets, "checks": checks, "jobs": jobs}
+
+
+def test_definitions_load_with_every_resource() -> None:
+    repository = defs.get_repository_def()
+    assert {"warehouse", "landing", "thresholds", "matching"} <= set(repository.get_top_level_resources())
+    assert defs.resolve_job_def("daily_reconciliation") is not None
+
+
+def test_asset_graph_matches_the_snapshot() -> None:
+    current = asset_graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(SNAPSHOT.read_text())
+    assert current == expected, (
+        "the asset graph changed; review the difference and, if intended, refresh the snapshot with "
+        "`UPDATE_SNAPSHOTS=1 make test PYTEST_ARGS=batch_assets_tests/test_definitions.py`"
+    )
+
+
+def test_every_asset_is_daily_partitioned_and_in_the_warehouse_pool() -> None:
+    snapshot = asset_graph_snapshot()
+    assert all(a["partitions"] and "Daily" in a["partitions"] for a in snapshot["assets"].values())
+    assert all(a["pool"] == ["warehouse"] for a in snapshot["assets"].values())
+
+
+def test_the_invariant_checks_block_and_the_thresholds_do_not() -> None:
+    checks = asset_graph_snapshot()["checks"]
+    blocking = {name for name, c in checks.items() if c["blocking"]}
+    assert blocking == {
+        "staging/bank:rows_conserved",
+        "staging/bank:txn_id_unique",
+        "staging/ledger:rows_conserved",
+        "staging/ledger:txn_id_unique",
+        "staging/quarantine:quarantine_rate",
+        "recon/matches:matched_once",
+        "recon/matches:matches_balance",
+        "recon/open_items:items_conserved",
+    }
+    assert {"recon/summary:match_rate", "recon/summary:break_value", "recon/summary:amount_mismatches"} <= checks.keys() - blocking
+
+
+def test_every_resource_setting_is_bound_to_an_environment_variable() -> None:
+    # EnvVar-bound fields resolve only when a run starts, so importing the code location reads no environment.
+    known = set(settings.environment_with_defaults({}, Path.cwd()))
+    for name, resource in env_resources().items():
+        fields = {k: v for k, v in vars(resource).items() if not k.startswith("_") and k not in ("connection_config", "schema_")}
+        names = {field: getattr(value, "env_var_name", getattr(value, "name", None)) for field, value in fields.items()}
+        assert all(type(value).__name__ in ("EnvVar", "IntEnvVar") for value in fields.values()), f"{name}: {fields}"
+        assert set(names.values()) <= known, f"{name}: {names} has a variable with no default"
