@@ -75,17 +75,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from batch_assets.operations import day_report, print_report
-
+    """Print the per-day ingest and reconciliation tables from the warehouse."""
     settings.apply_defaults()
-    print_report(day_report(_days(args.start, args.days) if args.start else None))
+    _print_tables(_days(args.start, args.days) if args.start else None, Path(args.truth) if args.truth else None)
     return 0
+
+
+def _print_tables(days: list[date] | None, truth: Path | None) -> None:
+    from batch_assets.operations import break_value_report, day_report, print_report, reconciliation_report
+
+    print("\nIngest and staging")
+    print_report(day_report(days))
+    print("\nReconciliation" + (" (precision and recall against the ground truth)" if truth else ""))
+    print_report(reconciliation_report(days, truth))
+    print("\nBreak value per currency (ledger and bank side, absolute amounts)")
+    print_report(break_value_report(days))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a week of sample data, run every day through Dagster, print what happened."""
     from batch_assets.generator import generate
-    from batch_assets.operations import day_report, print_report, run_days
+    from batch_assets.operations import run_days
 
     values = settings.apply_defaults()
     days = _days(args.start, args.days)
@@ -94,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"generating {args.days} days x {args.rows} ledger rows into {landing}")
     generate(start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth)
     failed = run_days(days)
-    print_report(day_report(days, truth=truth))
+    _print_tables(days, truth)
     if failed is not None:
         print(f"{failed} failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
         return 1
@@ -139,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print the per-day table from the warehouse")
     report.add_argument("--start", type=_date)
     report.add_argument("--days", type=_positive, default=7)
+    report.add_argument("--truth", help="ground-truth folder written by `generate --truth`: adds precision and recall")
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="generate a week of data, reconcile it through Dagster, print the table")

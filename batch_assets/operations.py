@@ -13,6 +13,7 @@ import polars as pl
 
 from batch_assets import settings
 from batch_assets.storage import Warehouse
+from batch_assets.transforms.scoring import Score, read_truth, score
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -47,7 +48,7 @@ def _failure_text(event: dg.DagsterEvent) -> str:
     return data.error.message.strip().splitlines()[-1] if data.error else "failed"
 
 
-def day_report(days: Sequence[date] | None = None, truth: Path | None = None) -> pl.DataFrame:
+def day_report(days: Sequence[date] | None = None) -> pl.DataFrame:
     """One row per business day: files, rows per stage and side, quarantine and amount totals."""
     wh = Warehouse(os.environ[settings.WAREHOUSE])
     report = wh.query(
@@ -72,6 +73,59 @@ def day_report(days: Sequence[date] | None = None, truth: Path | None = None) ->
     if days is not None:
         report = report.filter(pl.col("business_date").is_in(list(days)))
     return report
+
+
+def reconciliation_report(days: Sequence[date] | None = None, truth: Path | None = None) -> pl.DataFrame:
+    """One row per reconciled business day: match rate, matches, breaks and their value, open items; with
+    `truth` (the generator's ground-truth folder) also the precision and recall of that day's matches."""
+    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    report = wh.query(
+        """
+        SELECT business_date, ledger_items AS ledger, bank_items AS bank,
+               matches_exact + matches_amount_date + matches_aggregate AS matches,
+               round(100 * match_rate, 2) AS "match %",
+               breaks_ledger + breaks_bank AS breaks,
+               amount_mismatches AS mismatches, open_ledger + open_bank AS open_items
+        FROM recon.summary WHERE account_id = '*' AND currency = '*'
+        ORDER BY business_date
+        """
+    )
+    if days is not None:
+        report = report.filter(pl.col("business_date").is_in(list(days)))
+    if truth is None or report.is_empty():
+        return report
+    scores = [day_score(day, truth) for day in report["business_date"]]
+    return report.with_columns(
+        pl.Series("precision %", [None if s is None else round(100 * s.precision, 2) for s in scores]),
+        pl.Series("recall %", [None if s is None else round(100 * s.recall, 2) for s in scores]),
+    )
+
+
+def break_value_report(days: Sequence[date] | None = None) -> pl.DataFrame:
+    """Break value (ledger plus bank side, absolute) per business day and currency, one column per currency:
+    money in different currencies is never added up."""
+    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    values = wh.query(
+        """
+        SELECT business_date, currency, break_value_ledger + break_value_bank AS break_value
+        FROM recon.summary WHERE account_id = '*' AND currency <> '*'
+        ORDER BY business_date, currency
+        """
+    )
+    if days is not None:
+        values = values.filter(pl.col("business_date").is_in(list(days)))
+    if values.is_empty():
+        return values
+    return values.pivot("currency", index="business_date", values="break_value", sort_columns=True).fill_null(0)
+
+
+def day_score(day: date, truth: Path) -> Score | None:
+    """Score one business day's recon.matches against the ground truth of the same day (pairs whose later
+    side is booked that day), or None when the truth folder has nothing for the day."""
+    if not (truth / day.isoformat() / "pairs.parquet").exists():
+        return None
+    matches = Warehouse(os.environ[settings.WAREHOUSE]).read_partition("recon.matches", day)
+    return score(matches, read_truth(truth, [day]))
 
 
 def print_report(report: pl.DataFrame) -> None:

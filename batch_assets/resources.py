@@ -1,10 +1,12 @@
-"""Dagster resources: the warehouse, the landing zone and the thresholds, each configured from EnvVars."""
+"""Dagster resources: the warehouse, the landing zone, thresholds, matching and the calendar, each configured from EnvVars."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -85,6 +87,40 @@ class MatchingResource(dg.ConfigurableResource):
         return MatchParameters(self.carry_days, self.date_tolerance_days, self.grace_days)
 
 
+class CalendarResource(dg.ConfigurableResource):
+    """When the business day is reconciled: the time zone, the schedule's local time and the SLA deadline."""
+
+    timezone: str = "UTC"
+    schedule_time: str = "06:00"
+    sla_deadline: str = "09:00"
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise dg.Failure(f"{settings.TIMEZONE}={self.timezone!r} is not an IANA time zone") from None
+
+    def local_time(self, name: str) -> time:
+        """`schedule_time` or `sla_deadline` as a time of day."""
+        raw = getattr(self, name)
+        try:
+            return time.fromisoformat(raw)
+        except ValueError:
+            raise dg.Failure(f"{name}={raw!r} is not a local time such as 06:00") from None
+
+    def now(self, at: datetime | None = None) -> datetime:
+        """The current (or the given) instant in the business time zone."""
+        return (at or datetime.now(UTC)).astimezone(self.zone())
+
+    def previous_business_day(self, at: datetime | None = None) -> date:
+        """The day before today in the business time zone: the latest complete daily partition."""
+        return self.now(at).date() - timedelta(days=1)
+
+    def passed(self, name: str, at: datetime | None = None) -> bool:
+        """Whether today's `schedule_time` or `sla_deadline` has passed in the business time zone."""
+        return self.now(at).time() >= self.local_time(name)
+
+
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:
     """The run id and its start time, which orders writers for the warehouse's stale-writer fence."""
     record = context.instance.get_run_record_by_id(context.run.run_id)
@@ -121,5 +157,10 @@ def env_resources() -> dict[str, Any]:
             carry_days=dg.EnvVar.int(settings.CARRY_DAYS),
             date_tolerance_days=dg.EnvVar.int(settings.DATE_TOLERANCE_DAYS),
             grace_days=dg.EnvVar.int(settings.GRACE_DAYS),
+        ),
+        "calendar": CalendarResource(
+            timezone=dg.EnvVar(settings.TIMEZONE),
+            schedule_time=dg.EnvVar(settings.SCHEDULE_TIME),
+            sla_deadline=dg.EnvVar(settings.SLA_DEADLINE),
         ),
     }

@@ -28,6 +28,17 @@ BREAK_VALUE_WARN = "BATCH_ASSETS_BREAK_VALUE_WARN"
 BREAK_VALUE_ERROR = "BATCH_ASSETS_BREAK_VALUE_ERROR"
 AMOUNT_MISMATCH_WARN = "BATCH_ASSETS_AMOUNT_MISMATCH_WARN"
 AMOUNT_MISMATCH_ERROR = "BATCH_ASSETS_AMOUNT_MISMATCH_ERROR"
+TIMEZONE = "BATCH_ASSETS_TIMEZONE"
+SCHEDULE_TIME = "BATCH_ASSETS_SCHEDULE_TIME"
+SLA_DEADLINE = "BATCH_ASSETS_SLA_DEADLINE"
+FILE_QUIET_SECONDS = "BATCH_ASSETS_FILE_QUIET_SECONDS"
+SENSOR_PAGE_SIZE = "BATCH_ASSETS_SENSOR_PAGE_SIZE"
+ALERT_FILE = "BATCH_ASSETS_ALERT_FILE"
+ALERT_WEBHOOK_URL = "BATCH_ASSETS_ALERT_WEBHOOK_URL"
+ALERT_ON_WARN = "BATCH_ASSETS_ALERT_ON_WARN"
+EXCEPTION_RATE_ALERT = "BATCH_ASSETS_EXCEPTION_RATE_ALERT"
+UI_URL = "BATCH_ASSETS_UI_URL"
+PROGRESS_SECONDS = "BATCH_ASSETS_PROGRESS_SECONDS"
 
 # Defaults that do not depend on the data folder. Rates are fractions, written as decimal strings.
 FIXED_DEFAULTS: dict[str, str] = {
@@ -45,6 +56,16 @@ FIXED_DEFAULTS: dict[str, str] = {
     BREAK_VALUE_ERROR: "10000000.00",
     AMOUNT_MISMATCH_WARN: "1000",
     AMOUNT_MISMATCH_ERROR: "10000",
+    TIMEZONE: "UTC",
+    SCHEDULE_TIME: "06:00",
+    SLA_DEADLINE: "09:00",
+    FILE_QUIET_SECONDS: "60",
+    SENSOR_PAGE_SIZE: "500",
+    ALERT_WEBHOOK_URL: "",
+    ALERT_ON_WARN: "false",
+    EXCEPTION_RATE_ALERT: "0.10",
+    UI_URL: "http://127.0.0.1:3000",
+    PROGRESS_SECONDS: "10",
 }
 
 # What each variable means, for `batch-assets env` and the README.
@@ -68,6 +89,17 @@ DESCRIPTIONS: dict[str, str] = {
     BREAK_VALUE_ERROR: "break value per currency above which the check fails",
     AMOUNT_MISMATCH_WARN: "count of amount mismatches above which the check warns",
     AMOUNT_MISMATCH_ERROR: "count of amount mismatches above which the check fails",
+    TIMEZONE: "IANA time zone of the business day, the schedule and the SLA deadline, such as Europe/Oslo",
+    SCHEDULE_TIME: "local time (HH:MM) at which the schedule reconciles the previous business day",
+    SLA_DEADLINE: "local time (HH:MM) by which the previous business day must be reconciled, or an SLA alert",
+    FILE_QUIET_SECONDS: "seconds a landing file's size and mtime must stay unchanged before the sensor takes it",
+    SENSOR_PAGE_SIZE: "landing files the new-file sensor looks at per tick (the cursor pages through the rest)",
+    ALERT_FILE: "JSONL file every alert is appended to (default $BATCH_ASSETS_HOME/alerts.jsonl)",
+    ALERT_WEBHOOK_URL: "Slack-compatible incoming-webhook URL alerts are POSTed to; empty for none",
+    ALERT_ON_WARN: "true to alert on failed WARN-severity checks too, not only ERROR ones",
+    EXCEPTION_RATE_ALERT: "exceptions / candidate items of a day above which an alert is raised",
+    UI_URL: "the Dagster UI's address, for links in alerts",
+    PROGRESS_SECONDS: "how often long steps log rows done, rate and ETA",
 }
 
 
@@ -79,6 +111,7 @@ def environment_with_defaults(environ: Mapping[str, str], cwd: Path) -> dict[str
         LANDING: str(home / "landing"),
         WAREHOUSE: str(home / "warehouse.duckdb"),
         SCRATCH: str(home / "scratch"),
+        ALERT_FILE: str(home / "alerts.jsonl"),
         "DAGSTER_HOME": str(home / "dagster_home"),
         **FIXED_DEFAULTS,
     }

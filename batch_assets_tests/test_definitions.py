@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -87,3 +88,12 @@ def test_every_resource_setting_is_bound_to_an_environment_variable() -> None:
         names = {field: getattr(value, "env_var_name", getattr(value, "name", None)) for field, value in fields.items()}
         assert all(type(value).__name__ in ("EnvVar", "IntEnvVar") for value in fields.values()), f"{name}: {fields}"
         assert set(names.values()) <= known, f"{name}: {names} has a variable with no default"
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`((?:BATCH_ASSETS|DAGSTER)_[A-Z_]+)`", readme))
+    # "X_WARN / _ERROR" rows document both.
+    documented |= {name.replace("_WARN", "_ERROR") for name in documented if name.endswith("_WARN")}
+    missing = sorted(set(settings.DESCRIPTIONS) - documented)
+    assert not missing, f"README's configuration table lacks {missing}"

@@ -119,11 +119,25 @@ def load_carried(wh, day) -> pl.DataFrame:
     """Yesterday's open items; none on the first reconciled day. A gap in the chain is an error, because
     skipping a day would silently drop its open items."""
     previous = day - timedelta(days=1)
-    if wh.last_commit(OPEN_ITEMS, previous) is None:
+    carried_commit = wh.last_commit(OPEN_ITEMS, previous)
+    if carried_commit is None:
         if wh.has_commits_before(OPEN_ITEMS, previous):
             raise dg.Failure(
                 f"recon/open_items has no partition for {previous}, but earlier days were reconciled: "
-                f"reconcile {previous} first (batch-assets run --start {previous} --days N re-runs forward)."
+                f"reconcile {previous} first (batch-assets run --start {previous} --days N re-runs forward).",
+                allow_retries=False,
             )
         return pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+    # Runs for D-1 and D can be in flight together (a sensor, a backfill); if D-1's staging was rewritten
+    # after its open items, D-1 is being re-run and its open items are about to change: carrying them
+    # now would reconcile D against stale items.
+    for source in ("ledger", "bank"):
+        staged = wh.last_commit(f"staging.{source}", previous)
+        if staged is not None and staged.commit_seq > carried_commit.commit_seq:
+            raise dg.Failure(
+                f"staging.{source} of {previous} changed after {previous} was reconciled, so its open items "
+                f"are stale: reconcile {previous} first, then this day "
+                f"(batch-assets run --start {previous} --days N re-runs forward).",
+                allow_retries=False,
+            )
     return wh.read_partition(OPEN_ITEMS, previous)
