@@ -8,6 +8,7 @@ import dagster as dg
 from batch_assets.assets.common import table_key
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import ThresholdsResource, WarehouseResource
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import quote_ident, qualified
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.summary import ALL
@@ -28,7 +29,9 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @fail_fast_unless_transient
     def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         per_file = warehouse.open(context.log).query(
@@ -72,7 +75,9 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @fail_fast_unless_transient
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         table = qualified(staging)
@@ -102,7 +107,9 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     blocking=True,
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
@@ -165,7 +172,9 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @fail_fast_unless_transient
     def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         wh = warehouse.open(context.log)
@@ -206,7 +215,9 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @fail_fast_unless_transient
     def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         counts = warehouse.open(context.log).query(
@@ -237,7 +248,9 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @fail_fast_unless_transient
     def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         result = warehouse.open(context.log).query(
@@ -272,7 +285,9 @@ def _summary_row(warehouse: WarehouseResource, context: dg.AssetCheckExecutionCo
     description="Match rate (matched / candidate items) of the day, against BATCH_ASSETS_MATCH_RATE_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def match_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
@@ -293,7 +308,9 @@ def match_rate(
     "BATCH_ASSETS_BREAK_VALUE_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def break_value(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
@@ -314,7 +331,9 @@ def break_value(
     description="Count of amount mismatches of the day, against BATCH_ASSETS_AMOUNT_MISMATCH_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def amount_mismatches(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:

@@ -112,6 +112,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_files(args: argparse.Namespace) -> int:
+    """What was delivered for a day, and what happened to each file."""
+    from batch_assets.operations import file_report, print_report, quarantine_report
+
+    settings.apply_defaults()
+    print(f"Files of {args.day}")
+    print_report(file_report(args.day))
+    counts, rows = quarantine_report(args.day, args.rows)
+    print(f"\nQuarantined rows of {args.day} per rule")
+    print_report(counts)
+    print(f"\nFirst {args.rows} quarantined rows")
+    print_report(rows)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from batch_assets.operations import cancel_run
+
+    settings.apply_defaults()
+    print(cancel_run(args.run_id))
+    return 0
+
+
+def cmd_reexecute(args: argparse.Namespace) -> int:
+    from batch_assets.operations import reexecute_from_failure
+
+    settings.apply_defaults()
+    return 0 if reexecute_from_failure(args.run_id) else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the Dagster webserver and daemon for this code location, bound to loopback by default."""
     values = settings.apply_defaults()
@@ -159,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    files = commands.add_parser("files", help="a day's delivered files (status, reason) and its quarantined rows")
+    files.add_argument("day", type=_date)
+    files.add_argument("--rows", type=_positive, default=20, help="quarantined rows to list")
+    files.set_defaults(func=cmd_files)
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(func=cmd_cancel)
+
+    reexecute = commands.add_parser("reexecute", help="re-execute a failed run from its failed steps")
+    reexecute.add_argument("run_id")
+    reexecute.set_defaults(func=cmd_reexecute)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dg dev)")
     dev.add_argument("--host", default="127.0.0.1")

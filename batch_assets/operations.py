@@ -132,3 +132,67 @@ def print_report(report: pl.DataFrame) -> None:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_width_chars=200, thousands_separator=True):
         print(report)
+
+
+def file_report(day: date) -> pl.DataFrame:
+    """Every file delivered for a business day: status (ingested, rejected, duplicate, superseded), why, rows."""
+    return Warehouse(os.environ[settings.WAREHOUSE]).query(
+        "SELECT file_name, status, reason, row_count, size_bytes, sha256 FROM ops.file_log "
+        "WHERE business_date = ? ORDER BY file_name",
+        [day],
+    )
+
+
+def quarantine_report(day: date, limit: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A business day's quarantined rows: the count per source and rule, and the first rows with file and line."""
+    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    counts = wh.query(
+        "SELECT source, rule, count(*) AS rows FROM staging.quarantine WHERE business_date = ? "
+        "GROUP BY ALL ORDER BY source, rule",
+        [day],
+    )
+    rows = wh.query(
+        "SELECT file_name, CAST(line_number AS VARCHAR) AS line, rule, detail, txn_id, amount FROM staging.quarantine "
+        "WHERE business_date = ? ORDER BY file_name, line_number LIMIT ?",
+        [day, limit],
+    )
+    return counts, rows
+
+
+def cancel_run(run_id: str) -> str:
+    """Cancel a queued or running run through the instance's run coordinator; returns its status after."""
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            raise SystemExit(f"no run {run_id} in {os.environ['DAGSTER_HOME']}")
+        if run.is_finished:
+            return f"run {run_id} already ended: {run.status.value}"
+        instance.run_coordinator.cancel_run(run_id)
+        return f"run {run_id}: {instance.get_run_by_id(run_id).status.value}"
+
+
+def daily_job_definition() -> dg.JobDefinition:
+    """The daily job, resolved; a module-level function so that Dagster can reconstruct it in a new process."""
+    from batch_assets.definitions import defs
+
+    return defs.resolve_job_def("daily_reconciliation")
+
+
+def reexecute_from_failure(run_id: str) -> bool:
+    """Re-execute a failed run of the daily job from its failed steps, in this process; True on success."""
+    with dg.DagsterInstance.get() as instance:
+        parent = instance.get_run_by_id(run_id)
+        if parent is None:
+            raise SystemExit(f"no run {run_id} in {os.environ['DAGSTER_HOME']}")
+        options = dg.ReexecutionOptions.from_failure(run_id, instance)
+        # The partition lives in the parent's tags; execute_job does not carry them over by itself.
+        tags = {k: v for k, v in parent.tags.items() if k.startswith(("dagster/partition", "batch_assets/"))}
+        with dg.execute_job(
+            dg.reconstructable(daily_job_definition),
+            instance=instance,
+            reexecution_options=options,
+            tags=tags,
+            raise_on_error=False,
+        ) as result:
+            print(f"re-executed {run_id} from failure as run {result.run_id}: {'ok' if result.success else 'FAILED'}")
+            return result.success

@@ -8,7 +8,9 @@ import dagster as dg
 
 # Partition keys are business dates (YYYY-MM-DD); tables are partitioned on a business_date DATE column,
 # never on a time-zoned timestamp, so a re-run touches exactly its own day.
-DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01")
+# end_offset=1 includes today (UTC), so that the previous business day of any time zone east of UTC
+# has a partition when the schedule asks for it.
+DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
 
 # Day D depends on day D-1 of the same asset (cross-day duplicates, open items carried forward).
 PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)

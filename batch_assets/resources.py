@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from batch_assets import settings
+from batch_assets.progress import ProgressResource
 from batch_assets.storage import RunIdentity, Warehouse
 from batch_assets.transforms.matching import MatchParameters
 
@@ -158,6 +159,7 @@ def env_resources() -> dict[str, Any]:
             date_tolerance_days=dg.EnvVar.int(settings.DATE_TOLERANCE_DAYS),
             grace_days=dg.EnvVar.int(settings.GRACE_DAYS),
         ),
+        "progress": ProgressResource(interval_seconds=dg.EnvVar(settings.PROGRESS_SECONDS)),
         "calendar": CalendarResource(
             timezone=dg.EnvVar(settings.TIMEZONE),
             schedule_time=dg.EnvVar(settings.SCHEDULE_TIME),

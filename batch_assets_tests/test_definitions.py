@@ -37,12 +37,20 @@ def asset_graph_snapshot() -> dict:
         spec = graph.get_check_spec(check_key)
         checks[f"{check_key.asset_key.to_user_string()}:{check_key.name}"] = {"blocking": spec.blocking}
     jobs = sorted(job.name for job in defs.jobs or [])
-    return {"assets": assets, "checks": checks, "jobs": jobs}
+    repository = defs.get_repository_def()
+    schedules = {
+        s.name: {"cron": s.cron_schedule, "job": s.job_name, "default": s.default_status.value}
+        for s in repository.schedule_defs
+    }
+    sensors = {s.name: {"default": s.default_status.value} for s in repository.sensor_defs}
+    return {"assets": assets, "checks": checks, "jobs": jobs, "schedules": schedules, "sensors": sensors}
 
 
 def test_definitions_load_with_every_resource() -> None:
     repository = defs.get_repository_def()
-    assert {"warehouse", "landing", "thresholds", "matching"} <= set(repository.get_top_level_resources())
+    assert {"warehouse", "landing", "thresholds", "matching", "calendar", "progress", "alerts", "landing_sensor"} <= set(
+        repository.get_top_level_resources()
+    )
     assert defs.resolve_job_def("daily_reconciliation") is not None
 
 

@@ -8,6 +8,7 @@ import polars as pl
 from batch_assets.assets.common import commit_metadata, money_metadata, table_key
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import PartitionWrite
 from batch_assets.transforms.exceptions import CATEGORY_AMOUNT_MISMATCH, classify, exceptions
 
@@ -23,7 +24,9 @@ EXCEPTIONS = "recon.exceptions"
     deps=[table_key("recon.open_items")],
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
     started = time.perf_counter()
     day = business_date(context)

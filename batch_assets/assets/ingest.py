@@ -10,7 +10,9 @@ import polars as pl
 from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.progress import ProgressResource
 from batch_assets.resources import LandingZoneResource, WarehouseResource, run_identity
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import RAW_AMOUNT_TOTAL_SQL, PartitionWrite, Warehouse
 from batch_assets.transforms.contract import RAW_SCHEMA, SOURCES, STATUS_INGESTED, STATUS_REJECTED
 from batch_assets.transforms.deliveries import DELIVERY_SCHEMA, mark_duplicates, next_file_log
@@ -45,8 +47,15 @@ def _raw_table(source: str) -> str:
     ],
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
-def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingZoneResource):
+@fail_fast_unless_transient
+def ingest(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    landing: LandingZoneResource,
+    progress: ProgressResource,
+):
     """Read the day's landing files strictly and replace the raw partitions and the file log atomically.
 
     A source with a rejected file (or with no file at all) fails and keeps its previous raw data; the file
@@ -78,11 +87,14 @@ def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, land
         ],
         schema=DELIVERY_SCHEMA,
     )
+    # Lines, counted while hashing, are the rows to read give or take a header line per file.
+    tracker = progress.tracker(context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines")
     spills: dict[str, Path] = {}
     try:
         outcomes = {}
         for file in files:
             outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
+            tracker.advance(digests[file.name].newlines, note=file.name)
             if outcomes[file.name][0] == STATUS_REJECTED:
                 context.log.error(f"rejected {file.name}: {outcomes[file.name][1]}")
         ingested_elsewhere = wh.query(

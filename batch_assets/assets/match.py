@@ -9,7 +9,9 @@ import polars as pl
 from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.faults import crash_point
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
+from batch_assets.progress import ProgressResource
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import PartitionWrite
 from batch_assets.transforms.matching import (
     OPEN_ITEM_SCHEMA,
@@ -46,8 +48,15 @@ OPEN_ITEMS = "recon.open_items"
     ],
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
-def match(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
+@fail_fast_unless_transient
+def match(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    matching: MatchingResource,
+    progress: ProgressResource,
+):
     """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
     started = time.perf_counter()
     day = business_date(context)
@@ -61,7 +70,7 @@ def match(context: dg.AssetExecutionContext, warehouse: WarehouseResource, match
     for source in ("ledger", "bank"):
         staged_commit = wh.last_commit(f"staging.{source}", day)
         if staged_commit is None:
-            raise dg.Failure(f"staging.{source} has never been materialised for {day}")
+            raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
         inputs.append(staged_commit.fingerprint)
         staged = wh.read_partition(f"staging.{source}", day)
         candidates[source] = pl.concat(
@@ -69,8 +78,11 @@ def match(context: dg.AssetExecutionContext, warehouse: WarehouseResource, match
         ).collect()
     crash_point("after_read")
 
+    # Matching is one vectorised pass over every candidate; progress marks the items it has settled.
+    tracker = progress.tracker(context.log, "match", total=candidates["ledger"].height + candidates["bank"].height, unit="items")
     matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
     left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
+    tracker.advance(tracker.total, note=f"{matches.height:,} matched ledger items, {left_open.height:,} left open")
     records = {
         r.table: r
         for r in wh.commit(

@@ -9,6 +9,7 @@ from batch_assets.assets.common import commit_metadata, money_metadata, table_ke
 from batch_assets.assets.match import load_carried
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import PartitionWrite
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import PASSES
@@ -26,7 +27,9 @@ SUMMARY = "recon.summary"
     deps=[table_key("recon.matches"), table_key("recon.open_items"), table_key("recon.exceptions")],
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
+@fail_fast_unless_transient
 def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
     started = time.perf_counter()
     day = business_date(context)

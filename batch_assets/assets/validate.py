@@ -7,7 +7,9 @@ import polars as pl
 
 from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
+from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource, run_identity
+from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import PartitionWrite
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows
@@ -47,8 +49,10 @@ def _staging_table(source: str) -> str:
     ],
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
-def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+@fail_fast_unless_transient
+def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, progress: ProgressResource):
     """Judge every raw row of the day; replace both staging partitions and the quarantine in one transaction."""
     started = time.perf_counter()
     day = business_date(context)
@@ -59,10 +63,16 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     quarantined: list[pl.DataFrame] = []
     raw_rows: dict[str, int] = {}
     raw_hashes: list[str] = []
-    for source in SOURCES:
-        raw_commit = wh.last_commit(f"raw.{source}", day)
+    raw_commits = {source: wh.last_commit(f"raw.{source}", day) for source in SOURCES}
+    for source, raw_commit in raw_commits.items():
         if raw_commit is None:
-            raise dg.Failure(f"raw.{source} has never been ingested for {day}: materialise raw/{source} first")
+            raise dg.Failure(
+                f"raw.{source} has never been ingested for {day}: materialise raw/{source} first",
+                allow_retries=False,
+            )
+    tracker = progress.tracker(context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
+    for source in SOURCES:
+        raw_commit = raw_commits[source]
         raw_hashes.append(raw_commit.fingerprint)
         raw = wh.read_partition(f"raw.{source}", day)
         prior = wh.earlier_txn_ids(_staging_table(source), day, raw)
@@ -71,6 +81,7 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         staged[source] = staged_rows(judged.lazy()).collect()
         quarantined.append(quarantined_rows(judged.lazy(), source).collect())
         raw_rows[source] = raw.height
+        tracker.advance(raw.height, note=source)
 
     quarantine = pl.concat(quarantined)
     writes = [

@@ -1,0 +1,385 @@
+"""Alerting: the sensors that notice failures, breaches and bad days, and the resource that raises each alert once."""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from batch_assets import settings
+from batch_assets.resources import CalendarResource, ThresholdsResource, WarehouseResource
+from batch_assets.transforms.summary import ALL
+
+SUMMARY_KEY = dg.AssetKey(["recon", "summary"])
+PARTITION_TAG = "dagster/partition"  # the tag Dagster puts on a partitioned run
+WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run when run_retries will start another attempt
+# Events read per tick; the cursor pages through a longer backlog over the following ticks.
+EVENTS_PER_TICK = 200
+SLACK_BLOCK_LIMIT = 3000  # Slack rejects a section block with longer text
+_BREAK_VALUE = re.compile(r"break_value_([A-Z]{3})$")
+_LOG = logging.getLogger("batch_assets.alerts")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert. `key` names the event: an alert whose key is already in the alert file is not raised again."""
+
+    key: str
+    kind: str  # run_failure, check_failure, sla_breach, exception_rate or break_value
+    severity: str  # ERROR or WARN
+    title: str
+    text: str
+    business_date: str | None = None
+    run_id: str | None = None
+    step: str | None = None
+    error: str | None = None
+    url: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value not in (None, {})}
+
+
+class AlertResource(dg.ConfigurableResource):
+    """Where alerts go: the log, a JSONL file (the record of every alert, and what de-duplicates them) and an
+    optional Slack-compatible incoming webhook."""
+
+    alert_file: str
+    webhook_url: str = ""
+    alert_on_warn: str = "false"
+    exception_rate_alert: str = "0.10"
+    ui_url: str = "http://127.0.0.1:3000"
+    webhook_timeout_seconds: float = 10.0
+    webhook_attempts: int = 4
+    webhook_backoff_seconds: float = 1.0
+
+    def warn_alerts(self) -> bool:
+        """Whether failed WARN-severity checks alert too."""
+        flag = {"true": True, "false": False}.get(self.alert_on_warn.strip().lower())
+        if flag is None:
+            raise dg.Failure(f"{settings.ALERT_ON_WARN}={self.alert_on_warn!r} must be true or false")
+        return flag
+
+    def exception_rate_limit(self) -> Decimal:
+        try:
+            return Decimal(self.exception_rate_alert)
+        except InvalidOperation:
+            raise dg.Failure(
+                f"{settings.EXCEPTION_RATE_ALERT}={self.exception_rate_alert!r} is not a decimal number"
+            ) from None
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
+
+    def send(self, alert: Alert, log: Any = None) -> bool:
+        """Raise `alert` unless its key is already in the alert file. True if it was raised.
+
+        The record is written even when the webhook fails, with the webhook's outcome in it."""
+        log = log or _LOG
+        path = Path(self.alert_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+", encoding="utf-8") as file:
+            # Held from the key lookup to the append, so two sensor ticks cannot both raise one event.
+            fcntl.flock(file, fcntl.LOCK_EX)
+            file.seek(0)
+            existing = file.read()
+            if alert.key in _keys(existing):
+                log.info(f"alert {alert.key} was raised before; not raising it again")
+                return False
+            record = {**alert.record(), "raised_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            (log.error if alert.severity == "ERROR" else log.warning)(f"ALERT {alert.title}: {alert.text}")
+            record["webhook"] = self._post(record, log) if self.webhook_url else "none"
+            if existing and not existing.endswith("\n"):
+                file.write("\n")  # a line torn by a crash must not swallow this record
+            file.write(json.dumps(record, default=str) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        return True
+
+    def _post(self, record: Mapping[str, Any], log: Any) -> str:
+        """POST the alert to the webhook, retrying connection errors and 5xx; the outcome, never an exception.
+        Messages leave out the URL: a Slack webhook URL is a secret."""
+        if not self.webhook_url.startswith(("http://", "https://")):
+            outcome = "the webhook URL is not an http(s) URL"
+        else:
+            request = urllib.request.Request(
+                self.webhook_url,
+                data=json.dumps(slack_message(record)).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            for attempt in range(max(self.webhook_attempts, 1)):
+                if attempt:
+                    delay = self.webhook_backoff_seconds * 2 ** (attempt - 1)
+                    time.sleep(delay + random.uniform(0, delay))
+                try:
+                    with urllib.request.urlopen(request, timeout=self.webhook_timeout_seconds) as response:
+                        response.read()
+                    return "sent"
+                except urllib.error.HTTPError as error:
+                    outcome = f"HTTP {error.code} {error.reason}"
+                    if error.code < 500 and error.code != 429:
+                        break  # the receiver refused this message; sending it again gets the same answer
+                except (OSError, http.client.HTTPException) as error:
+                    outcome = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+                except Exception as error:  # a webhook must never cost the alert or the sensor tick
+                    outcome = f"{type(error).__name__}: {error}"
+                    break
+        log.error(f"webhook for alert {record['key']} failed ({outcome}); the alert is in {self.alert_file}")
+        return f"failed: {outcome}"
+
+
+def _keys(text: str) -> set[str]:
+    keys = set()
+    for line in text.splitlines():
+        try:
+            keys.add(json.loads(line)["key"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign line
+    return keys
+
+
+def slack_message(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An incoming-webhook message: `text` for notifications and plain receivers, blocks for Slack."""
+    body = f"*{record['title']}*\n{record['text']}"
+    if record.get("url"):
+        body += f"\n<{record['url']}|Open in Dagster>"
+    return {
+        "text": f"[{record['severity']}] {record['title']}\n{record['text']}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": body[:SLACK_BLOCK_LIMIT]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{record['kind']} · `{record['key']}`"}]},
+        ],
+    }
+
+
+def alert_resource() -> AlertResource:
+    """The alert resource of the code location, every setting bound to an environment variable."""
+    return AlertResource(
+        alert_file=dg.EnvVar(settings.ALERT_FILE),
+        webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL),
+        alert_on_warn=dg.EnvVar(settings.ALERT_ON_WARN),
+        exception_rate_alert=dg.EnvVar(settings.EXCEPTION_RATE_ALERT),
+        ui_url=dg.EnvVar(settings.UI_URL),
+    )
+
+
+def _scalars(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, Any]:
+    return {k: v.value for k, v in metadata.items() if isinstance(v.value, (int, float, str, bool))}
+
+
+def _finish_page(
+    context: dg.SensorEvaluationContext, storage_ids: Iterable[int], raised: int, what: str
+) -> dg.SkipReason | None:
+    """Move the cursor past the page; say why nothing was raised."""
+    ids = list(storage_ids)
+    reason = dg.SkipReason(f"nothing to alert: {len(ids)} new {what} after storage id {context.cursor or 'none'}")
+    if ids:
+        context.update_cursor(str(max(ids)))
+    return None if raised else reason
+
+
+def _alert_sensor(name: str, every_seconds: int, description: str) -> Any:
+    """A sensor that raises alerts: running by default, since nobody should have to switch alerting on."""
+    return dg.sensor(
+        name=name,
+        description=description,
+        minimum_interval_seconds=every_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    description="Alerts on every failed run of this code location, with the failed steps and their errors.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource) -> dg.SkipReason | None:
+    run = context.dagster_run
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        return dg.SkipReason(f"run {run.run_id} failed and is retried; the retry alerts if it fails too")
+    failures = context.get_step_failure_events()
+    error = "\n".join(f"{event.step_key}: {_error_text(event)}" for event in failures) or context.failure_event.message
+    partition = run.tags.get(PARTITION_TAG)
+    raised = alerts.send(
+        Alert(
+            key=f"run_failure:{run.run_id}",
+            kind="run_failure",
+            severity="ERROR",
+            title=f"Run of {run.job_name} failed" + (f" for {partition}" if partition else ""),
+            text=error or "the run failed before any step ran",
+            business_date=partition,
+            run_id=run.run_id,
+            step=", ".join(event.step_key or "" for event in failures) or None,
+            error=error,
+            url=alerts.run_url(run.run_id),
+        ),
+        context.log,
+    )
+    return None if raised else dg.SkipReason(f"run {run.run_id} was alerted before")
+
+
+def _error_text(event: dg.DagsterEvent) -> str:
+    """What the step said when it raised dg.Failure, else the exception's message."""
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip() if data.error else "no error recorded"
+
+
+@_alert_sensor(
+    "check_failure_alert",
+    30,
+    f"Alerts on failed asset checks of ERROR severity, and of WARN severity when {settings.ALERT_ON_WARN} is true.",
+)
+def check_failure_alert(context: dg.SensorEvaluationContext, alerts: AlertResource) -> dg.SkipReason | None:
+    # Check evaluations are copied to the event log's cross-run index under a global, increasing id, on
+    # SQLite too; instance.get_event_records refuses a storage-id cursor for them on run-sharded SQLite.
+    entries = context.instance.event_log_storage.get_logs_for_all_runs_by_log_id(
+        after_cursor=int(context.cursor or -1),
+        dagster_event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+        limit=EVENTS_PER_TICK,
+    )
+    warn = alerts.warn_alerts()
+    raised = 0
+    for entry in entries.values():
+        evaluation = entry.dagster_event.event_specific_data
+        if evaluation.passed or (evaluation.severity != dg.AssetCheckSeverity.ERROR and not warn):
+            continue
+        raised += alerts.send(_check_alert(alerts, entry, evaluation), context.log)
+    return _finish_page(context, entries, raised, "check evaluations")
+
+
+def _check_alert(alerts: AlertResource, entry: dg.EventLogEntry, evaluation: dg.AssetCheckEvaluation) -> Alert:
+    asset = evaluation.asset_key.to_user_string()
+    partition = evaluation.partition or ""
+    numbers = _scalars(evaluation.metadata)
+    severity = evaluation.severity.value
+    return Alert(
+        key=f"check:{asset}:{evaluation.check_name}:{partition}:{entry.run_id}",
+        kind="check_failure",
+        severity=severity,
+        title=f"Check {asset}:{evaluation.check_name} failed ({severity})" + (f" for {partition}" if partition else ""),
+        text=evaluation.description or ", ".join(f"{k}={v}" for k, v in numbers.items()),
+        business_date=partition or None,
+        run_id=entry.run_id,
+        step=entry.step_key,
+        url=alerts.run_url(entry.run_id),
+        details={"asset": asset, "check": evaluation.check_name, "metadata": numbers},
+    )
+
+
+@_alert_sensor(
+    "sla_breach_alert",
+    60,
+    "Alerts once per business day when the previous business day has no recon/summary by "
+    f"{settings.SLA_DEADLINE} in {settings.TIMEZONE}.",
+)
+def sla_breach_alert(
+    context: dg.SensorEvaluationContext, alerts: AlertResource, calendar: CalendarResource
+) -> dg.SkipReason | None:
+    now = calendar.now()
+    day = calendar.previous_business_day(now).isoformat()
+    if not calendar.passed("sla_deadline", now):
+        return dg.SkipReason(f"{now:%H:%M} {calendar.timezone}: {day} is due by {calendar.sla_deadline}")
+    if context.cursor == day:
+        return dg.SkipReason(f"the SLA breach of {day} was alerted")
+    reconciled = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SUMMARY_KEY, asset_partitions=[day]), limit=1
+    ).records
+    if reconciled:
+        return dg.SkipReason(f"{day} was reconciled: recon/summary materialized in run {reconciled[0].run_id}")
+    alerts.send(
+        Alert(
+            key=f"sla:{day}",
+            kind="sla_breach",
+            severity="ERROR",
+            title=f"{day} is not reconciled: SLA {calendar.sla_deadline} {calendar.timezone} missed",
+            text=f"recon/summary has no materialization for {day} at {now:%Y-%m-%d %H:%M} {calendar.timezone}.",
+            business_date=day,
+            url=f"{alerts.ui_url.rstrip('/')}/assets/recon/summary",
+        ),
+        context.log,
+    )
+    context.update_cursor(day)
+    return None
+
+
+@_alert_sensor(
+    "reconciliation_alert",
+    60,
+    f"Alerts on a reconciled day whose exceptions / candidate items exceed {settings.EXCEPTION_RATE_ALERT}, "
+    f"or whose break value in a currency exceeds {settings.BREAK_VALUE_ERROR}.",
+)
+def reconciliation_alert(
+    context: dg.SensorEvaluationContext,
+    alerts: AlertResource,
+    thresholds: ThresholdsResource,
+    warehouse: WarehouseResource,
+) -> dg.SkipReason | None:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SUMMARY_KEY, after_storage_id=int(context.cursor) if context.cursor else None),
+        limit=EVENTS_PER_TICK,
+        ascending=True,
+    ).records
+    rate_limit, value_limit = alerts.exception_rate_limit(), thresholds.value("break_value_error")
+    raised = 0
+    for record in records:
+        # Exceptions and candidates come from one committed state of the warehouse (the metadata has no
+        # exception count), so the rate is never a mix of two runs.
+        counts = warehouse.open(context.log).query(
+            "SELECT s.ledger_items + s.bank_items AS candidates, "
+            "(SELECT count(*) FROM recon.exceptions e WHERE e.business_date = s.business_date) AS exceptions "
+            "FROM recon.summary s WHERE s.business_date = $day AND s.account_id = $all AND s.currency = $all",
+            {"day": record.partition_key, "all": ALL},
+        ).to_dicts()
+        for alert in _day_alerts(record, counts, rate_limit, value_limit, alerts.run_url(record.run_id)):
+            raised += alerts.send(alert, context.log)
+    return _finish_page(context, (r.storage_id for r in records), raised, "recon/summary materializations")
+
+
+def _day_alerts(
+    record: dg.EventLogRecord, counts: list[dict], rate_limit: Decimal, value_limit: Decimal, url: str
+) -> Iterator[Alert]:
+    """The exception-rate and break-value alerts of one recon/summary materialization."""
+    day, run_id = record.partition_key, record.run_id
+    where = {"business_date": day, "run_id": run_id, "url": url}
+    for row in counts:
+        rate = Decimal(row["exceptions"]) / Decimal(row["candidates"]) if row["candidates"] else Decimal(0)
+        if rate > rate_limit:
+            yield Alert(
+                f"exception_rate:{day}:{run_id}", "exception_rate", "WARN",
+                f"{day}: exception rate {rate:.2%} is above {rate_limit:.2%}",
+                f"{row['exceptions']} exceptions among {row['candidates']} candidate items.",
+                details={"exceptions": row["exceptions"], "candidates": row["candidates"], "rate": str(round(rate, 6))},
+                **where,
+            )
+    for name, value in record.asset_materialization.metadata.items():
+        found = _BREAK_VALUE.match(name)
+        if found and Decimal(str(value.value)) > value_limit:
+            currency = found[1]
+            yield Alert(
+                f"break_value:{day}:{currency}:{run_id}", "break_value", "ERROR",
+                f"{day}: break value {value.value} {currency} is above {value_limit}",
+                f"Breaks in {currency} on {day} add up to {value.value}; the ERROR limit is {value_limit}.",
+                details={"currency": currency, "break_value": str(value.value), "limit": str(value_limit)},
+                **where,
+            )
+
+
+ALERT_SENSORS: list = [run_failure_alert, check_failure_alert, sla_breach_alert, reconciliation_alert]

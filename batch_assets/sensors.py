@@ -1,0 +1,203 @@
+"""The new-file sensor: request a run for each business day whose landed files are complete and new."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from batch_assets import settings
+from batch_assets.jobs import daily_job, run_tags
+from batch_assets.landing import DONE_SUFFIX, LandingFile, digest_file, scan_landing
+from batch_assets.partitions import DAILY
+from batch_assets.resources import LandingZoneResource
+from batch_assets.transforms.contract import SOURCES
+
+OPEN_ITEMS_KEY = dg.AssetKey(["recon", "open_items"])
+# Hashing is the expensive part of a tick; stop starting new days after this much of the daemon's 60 s.
+HASH_BUDGET_SECONDS = 30.0
+REPORTED_LIMIT = 2000
+
+
+class LandingSensorConfig(dg.ConfigurableResource):
+    """How the new-file sensor decides a file is complete, and how much it looks at per tick."""
+
+    quiet_seconds: str = "60"
+    page_size: str = "500"
+
+    def numbers(self) -> tuple[float, int]:
+        try:
+            return float(self.quiet_seconds), max(int(self.page_size), 1)
+        except ValueError:
+            raise dg.Failure(
+                f"{settings.FILE_QUIET_SECONDS}={self.quiet_seconds!r} and {settings.SENSOR_PAGE_SIZE}="
+                f"{self.page_size!r} must be numbers"
+            ) from None
+
+
+@dataclass
+class Cursor:
+    """What the sensor remembers between ticks, kept small (it is stored with every tick).
+
+    `days` maps a business day to a fingerprint of its files' names, sizes and mtimes as last requested,
+    so an unchanged day costs a stat, never a hash. `after` is the last day of the previous page.
+    `reported` holds ignored names already logged, so each is reported once."""
+
+    after: str = ""
+    days: dict[str, str] = field(default_factory=dict)
+    reported: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Cursor:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(after=data.get("after", ""), days=dict(data.get("days", {})), reported=list(data.get("reported", [])))
+
+    def dump(self) -> str:
+        return json.dumps({"after": self.after, "days": self.days, "reported": self.reported}, sort_keys=True)
+
+
+def _stat_fingerprint(files: list[LandingFile]) -> str:
+    text = "\n".join(f"{f.name}\t{f.size_bytes}\t{f.mtime_ns}" for f in sorted(files, key=lambda f: f.name))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _content_key(files: list[LandingFile]) -> str:
+    """The day's distinct file contents: the same bytes under another name give the same key."""
+    shas = sorted({digest_file(f.path).sha256 for f in files})
+    return hashlib.sha256("\n".join(shas).encode()).hexdigest()[:32]
+
+
+def _done_markers(root: Path) -> set[str]:
+    markers: set[str] = set()
+    for source in SOURCES:
+        folder = root / source
+        if folder.is_dir() and not folder.is_symlink():
+            with os.scandir(folder) as entries:
+                markers.update(f"{source}/{e.name[: -len(DONE_SUFFIX)]}" for e in entries if e.name.endswith(DONE_SUFFIX))
+    return markers
+
+
+def _unstable(files: list[LandingFile], markers: set[str], now_ns: int, quiet_seconds: float) -> list[str]:
+    """Files still being written. A file is complete when `<name>.done` exists, or when its mtime (which every
+    write moves, size changes included) is at least `quiet_seconds` old."""
+    quiet_ns = int(quiet_seconds * 1e9)
+    return [f.name for f in files if f.name not in markers and now_ns - f.mtime_ns < quiet_ns]
+
+
+@dg.sensor(
+    job=daily_job,
+    name="landing_files",
+    # A tick costs a directory listing plus hashing of changed days only (bounded by the page and the
+    # hashing budget), so it can look often and start a day soon after its files land.
+    minimum_interval_seconds=15,
+    description="Requests a run for each business day whose ledger and bank files have landed complete (quiet for "
+    "BATCH_ASSETS_FILE_QUIET_SECONDS or marked <name>.done) with new content, and re-runs the days after it that "
+    "were already reconciled.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def landing_files(
+    context: dg.SensorEvaluationContext, landing: LandingZoneResource, landing_sensor: LandingSensorConfig
+):
+    quiet_seconds, page_size = landing_sensor.numbers()
+    cursor = Cursor.parse(context.cursor)
+    root = landing.path
+    if not root.is_dir():
+        return dg.SkipReason(f"the landing zone {root} does not exist")
+
+    files, ignored = scan_landing(root)
+    reported = set(cursor.reported)
+    newly_ignored: list[str] = []
+    for item in ignored:
+        if item.name not in reported:
+            newly_ignored.append(f"{item.name} ({item.reason})")
+            cursor.reported.append(item.name)
+            reported.add(item.name)
+
+    first, last = DAILY.start.date(), date.fromisoformat(DAILY.get_last_partition_key())
+    by_day: dict[str, list[LandingFile]] = defaultdict(list)
+    for file in files:
+        if first <= file.business_date <= last:
+            by_day[file.business_date.isoformat()].append(file)
+        elif file.name not in reported:
+            newly_ignored.append(f"{file.name} (its business date has no partition: {first} to {last})")
+            cursor.reported.append(file.name)
+    cursor.reported = cursor.reported[-REPORTED_LIMIT:]
+    for entry in newly_ignored:
+        context.log.warning(f"ignored landing entry {entry}")
+    ignored_note = f"; ignored {len(newly_ignored)} new entries: " + ", ".join(newly_ignored[:10]) if newly_ignored else ""
+
+    changed = [day for day in sorted(by_day) if cursor.days.get(day) != _stat_fingerprint(by_day[day])]
+    # Page through the changed days from where the last tick stopped, wrapping round.
+    ordered = [d for d in changed if d > cursor.after] + [d for d in changed if d <= cursor.after]
+
+    markers = _done_markers(root)
+    now_ns = time.time_ns()
+    started = time.monotonic()
+    ready: dict[str, str] = {}
+    waiting: list[str] = []
+    examined = 0
+    for day in ordered:
+        if examined >= page_size or time.monotonic() - started > HASH_BUDGET_SECONDS:
+            break
+        day_files = by_day[day]
+        examined += len(day_files)
+        cursor.after = day
+        missing = [s for s in SOURCES if not any(f.source == s for f in day_files)]
+        if missing:
+            waiting.append(f"{day} waits for a {' and a '.join(missing)} file")
+            continue
+        unstable = _unstable(day_files, markers, now_ns, quiet_seconds)
+        if unstable:
+            waiting.append(f"{day}: {', '.join(unstable)} still being written (no .done, changed < {quiet_seconds:g}s ago)")
+            continue
+        ready[day] = _content_key(day_files)
+        cursor.days[day] = _stat_fingerprint(day_files)
+    if len(ordered) and ordered[-1] == cursor.after:
+        cursor.after = ""  # a full lap: the next tick starts from the first day again
+
+    if not ready:
+        context.update_cursor(cursor.dump())
+        if waiting:
+            return dg.SkipReason("no business day is ready: " + "; ".join(waiting[:20]) + ignored_note)
+        return dg.SkipReason(f"no new or changed files in {root} ({len(files)} files, all requested before){ignored_note}")
+
+    requests = [
+        dg.RunRequest(
+            run_key=f"files:{day}:{key}",
+            partition_key=day,
+            tags=run_tags("landing_files", **{"batch_assets/content_key": key}),
+        )
+        for day, key in sorted(ready.items())
+    ]
+    # A new or changed day changes what every later reconciled day carried: re-run those after it, in order.
+    earliest = min(ready)
+    reconciled = context.instance.get_materialized_partitions(OPEN_ITEMS_KEY)
+    trigger = hashlib.sha256(" ".join(f"{d}:{k}" for d, k in sorted(ready.items())).encode()).hexdigest()[:16]
+    later = sorted(d for d in reconciled if d > earliest and d not in ready)
+    requests += [
+        dg.RunRequest(run_key=f"forward:{day}:{trigger}", partition_key=day, tags=run_tags("landing_files:forward"))
+        for day in later
+    ]
+    requests.sort(key=lambda r: r.partition_key)
+    context.log.info(
+        f"requesting {len(ready)} day(s) with new files ({', '.join(sorted(ready))}) and {len(later)} later day(s) to re-run"
+    )
+    return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+
+def landing_sensor_config() -> LandingSensorConfig:
+    return LandingSensorConfig(
+        quiet_seconds=dg.EnvVar(settings.FILE_QUIET_SECONDS), page_size=dg.EnvVar(settings.SENSOR_PAGE_SIZE)
+    )
+
+
+SENSORS = [landing_files]
