@@ -57,7 +57,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         parts=args.parts,
     )
     print(f"wrote {args.days} day(s) of {args.format} to {landing}" + (f", ground truth to {args.truth}" if args.truth else ""))
-    print(report)
+    print(report.table())
     return 0
 
 
