@@ -105,3 +105,26 @@ def test_the_readme_documents_every_setting() -> None:
     documented |= {name.replace("_WARN", "_ERROR") for name in documented if name.endswith("_WARN")}
     missing = sorted(set(settings.DESCRIPTIONS) - documented)
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_the_shipped_instance_serialises_writers_retries_crashes_only_and_bounds_runtime(tmp_path: Path) -> None:
+    settings.write_instance_config(tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1  # one DuckDB writer at a time
+        queue = config.run_queue_config
+        assert queue.max_concurrent_runs >= 2  # several runs in flight ...
+        assert {"key": "batch_assets/serial", "limit": 1} in queue.tag_concurrency_limits  # ... days in order
+        assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
+        # Step retries handle step failures; run retries only crashed workers, so the two never multiply.
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+        assert instance.run_monitoring_enabled and 0 < instance.run_monitoring_max_runtime_seconds <= 4 * 3600
+
+
+def test_the_writing_steps_retry_transient_errors_with_backoff_and_jitter() -> None:
+    from batch_assets.retries import TRANSIENT_RETRY
+
+    assert TRANSIENT_RETRY.backoff == dg.Backoff.EXPONENTIAL and TRANSIENT_RETRY.jitter == dg.Jitter.PLUS_MINUS
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).assets_def.op.retry_policy == TRANSIENT_RETRY, key
