@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test demo dev bench lock clean
+.PHONY: install browser postgres-server test demo dev bench lock clean
 
 install: $(STAMP)
 
@@ -15,7 +15,15 @@ $(STAMP): requirements.lock pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian's Chromium, which the UI test drives through Playwright (no browser download).
+browser:
+	scripts/install-chromium
+
+# Debian's Postgres server, which the runbook's Postgres test starts a throwaway cluster from.
+postgres-server:
+	scripts/install-postgres
+
+test: $(STAMP) browser postgres-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
