@@ -117,6 +117,15 @@ def see_every_asset_in_the_graph(page: Page, base_url: str) -> None:
     shot(page, "02-asset-catalog")
 
 
+def see_the_schedule_and_every_sensor(page: Page, base_url: str) -> None:
+    """`make dev` shows the automation: the schedule and each sensor, by name, on the Automation page."""
+    page.goto(f"{base_url}/automation")
+    repository = defs.get_repository_def()
+    for name in [s.name for s in repository.schedule_defs] + [s.name for s in repository.sensor_defs]:
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    shot(page, "00-automation")
+
+
 def launch_one_partition(page: Page, base_url: str, partition: str) -> str:
     """Materialize all → pick one partition → launch; returns the run id from the launch toast."""
     page.goto(f"{base_url}/asset-groups")
@@ -192,6 +201,7 @@ def test_ui_shows_every_asset_and_check_and_materialises_one_partition(tmp_path:
         # Dismiss the "join the community" dialog on the server, or it covers the UI on localhost.
         graphql(base_url, "mutation { setNuxSeen }")
         with browser_page() as page:
+            see_the_schedule_and_every_sensor(page, base_url)
             see_every_asset_in_the_graph(page, base_url)
             run_id = launch_one_partition(page, base_url, PARTITION)
             see_the_run_succeed(page, base_url, run_id)
