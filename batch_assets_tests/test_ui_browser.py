@@ -77,7 +77,10 @@ def browser_page() -> Iterator[Page]:
     ARTIFACTS.mkdir(parents=True)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        # Playwright keeps trace chunks in traces_dir; inside the artefacts, they are cleared with them.
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, traces_dir=str(ARTIFACTS / "traces")
+        )
         context = browser.new_context(viewport={"width": 1600, "height": 1000})
         context.set_default_timeout(UI_TIMEOUT_MS)
         context.tracing.start(screenshots=True, snapshots=True)
