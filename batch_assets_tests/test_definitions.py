@@ -128,3 +128,11 @@ def test_the_writing_steps_retry_transient_errors_with_backoff_and_jitter() -> N
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert graph.get(key).assets_def.op.retry_policy == TRANSIENT_RETRY, key
+
+
+def test_no_sensor_or_schedule_opens_the_warehouse() -> None:
+    # They run in the code server, and any open of the DuckDB file, even read-only, contends for its lock
+    # with the runs that write it.
+    repository = defs.get_repository_def()
+    for automation in [*repository.sensor_defs, *repository.schedule_defs]:
+        assert "warehouse" not in automation.required_resource_keys, automation.name
