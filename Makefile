@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# `make bench BENCH_ARGS="--sizes 1000000 --repeats 1"` for a shorter run; --with-20m adds a 20M-row day.
+BENCH_ARGS ?= --sizes 1000000,5000000 --repeats 3
 
 .PHONY: install browser postgres-server test demo dev bench lock clean
 
@@ -31,6 +33,10 @@ demo: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/batch-assets dev
+
+# Times the whole daily job against the ingest floor; results in bench-results/ (docs/performance.md).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Re-resolve requirements.in into requirements.lock (run after changing a top-level dependency).
 lock:
