@@ -119,6 +119,15 @@ def test_the_shipped_instance_serialises_writers_retries_crashes_only_and_bounds
         # Step retries handle step failures; run retries only crashed workers, so the two never multiply.
         assert instance.run_retries_retry_on_asset_or_op_failure is False
         assert instance.run_monitoring_enabled and 0 < instance.run_monitoring_max_runtime_seconds <= 4 * 3600
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+
+
+def test_every_run_of_the_daily_job_is_serialised_with_the_other_reconciling_runs() -> None:
+    # A job tag, so that the UI's launches and `dagster job backfill` carry it without being told.
+    from batch_assets.jobs import SERIAL_TAG, SERIAL_VALUE
+
+    assert defs.resolve_job_def("daily_reconciliation").tags[SERIAL_TAG] == SERIAL_VALUE
+
 
 
 def test_the_writing_steps_retry_transient_errors_with_backoff_and_jitter() -> None:

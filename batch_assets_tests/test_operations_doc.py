@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 import pytest
 
 from batch_assets import settings
@@ -82,11 +83,9 @@ def test_every_command_in_the_runbook_works(home: Path, landing: Path, monkeypat
     files = shell(".venv/bin/batch-assets files 2026-11-03")
     assert "ledger/ledger_2026-11-03.csv" in files and "ingested" in files and "duplicate_txn_id" in files
 
-    # Submitted to the queue (no daemon here), one run per day, serialised by the tag; then cancel one.
-    shell(
-        """.venv/bin/dagster job backfill -w workspace.yaml -j daily_reconciliation --from 2026-11-02 --to 2026-11-04 --tags '{"batch_assets/serial": "reconcile"}' --noprompt"""
-    )
-    queued = runs("reconcile")
+    # Submitted to the queue (no daemon here), one run per day, serialised by the job's tag; then cancel one.
+    shell(".venv/bin/dagster job backfill -w workspace.yaml -j daily_reconciliation --from 2026-11-02 --to 2026-11-04 --noprompt")
+    queued = [r for r in runs("reconcile") if BACKFILL_ID_TAG in r.tags]
     assert sorted(r.tags["dagster/partition"] for r in queued) == ["2026-11-02", "2026-11-03", "2026-11-04"]
     assert all(r.status == dg.DagsterRunStatus.QUEUED for r in queued)
     listed = shell(".venv/bin/dagster run list --limit 5")

@@ -32,7 +32,10 @@ def _staging_table(source: str) -> str:
                 group_name="validate",
                 kinds={"duckdb", "polars"},
                 deps=[
-                    table_key(f"raw.{source}"),
+                    # Both raw tables, like the quarantine: the stage reads and commits them together, and
+                    # Dagster's asset backfill refuses a multi-asset whose keys have differently shaped
+                    # dependencies (it compares subsets that are equal but built differently).
+                    *[table_key(f"raw.{s}") for s in SOURCES],
                     # Cross-day duplicates: day D is judged against what earlier days staged.
                     dg.AssetDep(table_key(_staging_table(source)), partition_mapping=PREVIOUS_DAY),
                 ],

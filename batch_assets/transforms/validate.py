@@ -118,9 +118,13 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
     prior = prior_txn_ids.select(
         pl.col("txn_id").alias("_txn_id"), pl.col("business_date").alias("_prior_date")
     ).unique("_txn_id")
-    first_file = pl.col("file_name").filter(good).first().over("_txn_id")
-    first_line = pl.col("line_number").filter(good).first().over("_txn_id")
-    repeat = good & (pl.int_range(pl.len()).over(pl.col("_txn_id"), good) > 0)
+    # Keyed only on good rows, and the frame is in (file, line) order: a good row that is not the first of
+    # its txn_id is a repeat, and its group's first row is where the txn_id was first seen.
+    good_txn_id = pl.when(good).then(pl.col("_txn_id"))
+    repeat = good & ~good_txn_id.is_first_distinct()
+    first_seen = pl.struct("file_name", "line_number").first().over(good_txn_id)
+    first_file = first_seen.struct.field("file_name")
+    first_line = first_seen.struct.field("line_number")
     return (
         judged.join(prior, on="_txn_id", how="left", maintain_order="left")
         .with_columns(
