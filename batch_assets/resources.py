@@ -26,6 +26,7 @@ class WarehouseResource(DuckDBResource):
     threads: str = Field(default="0", description="DuckDB threads; 0 means DuckDB's default")
     memory_limit: str = Field(default="", description="DuckDB memory_limit such as '2GB'; empty for default")
     scratch_dir: str = Field(default="", description="spill folder; empty means <warehouse folder>/scratch")
+    bucket_rows: str = Field(default="1000000", description="rows a side per bucket of validate and match")
 
     def open(self, log: Any = None) -> Warehouse:
         config: dict[str, Any] = dict(self.connection_config)
@@ -38,6 +39,7 @@ class WarehouseResource(DuckDBResource):
             lock_timeout_seconds=float(self.lock_timeout_seconds),
             config=config,
             scratch_dir=self.scratch_dir or None,
+            bucket_rows=int(self.bucket_rows),
             log=log,
         )
 
@@ -142,6 +144,7 @@ def env_resources() -> dict[str, Any]:
             threads=dg.EnvVar(settings.DUCKDB_THREADS),
             memory_limit=dg.EnvVar(settings.DUCKDB_MEMORY_LIMIT),
             scratch_dir=dg.EnvVar(settings.SCRATCH),
+            bucket_rows=dg.EnvVar(settings.BUCKET_ROWS),
         ),
         "landing": LandingZoneResource(root=dg.EnvVar(settings.LANDING)),
         "thresholds": ThresholdsResource(

@@ -17,6 +17,7 @@ SCRATCH = "BATCH_ASSETS_SCRATCH"
 LOCK_TIMEOUT_SECONDS = "BATCH_ASSETS_LOCK_TIMEOUT_SECONDS"
 DUCKDB_THREADS = "BATCH_ASSETS_DUCKDB_THREADS"
 DUCKDB_MEMORY_LIMIT = "BATCH_ASSETS_DUCKDB_MEMORY_LIMIT"
+BUCKET_ROWS = "BATCH_ASSETS_BUCKET_ROWS"
 QUARANTINE_RATE_WARN = "BATCH_ASSETS_QUARANTINE_RATE_WARN"
 QUARANTINE_RATE_ERROR = "BATCH_ASSETS_QUARANTINE_RATE_ERROR"
 CARRY_DAYS = "BATCH_ASSETS_CARRY_DAYS"
@@ -45,6 +46,7 @@ FIXED_DEFAULTS: dict[str, str] = {
     LOCK_TIMEOUT_SECONDS: "60",
     DUCKDB_THREADS: "0",
     DUCKDB_MEMORY_LIMIT: "",
+    BUCKET_ROWS: "1000000",
     QUARANTINE_RATE_WARN: "0.01",
     QUARANTINE_RATE_ERROR: "0.05",
     CARRY_DAYS: "5",
@@ -78,6 +80,7 @@ DESCRIPTIONS: dict[str, str] = {
     LOCK_TIMEOUT_SECONDS: "how long a run waits for another process's lock on the warehouse",
     DUCKDB_THREADS: "DuckDB threads; 0 means one per core",
     DUCKDB_MEMORY_LIMIT: "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
+    BUCKET_ROWS: "rows per bucket: validate and match take a bigger day in slices of about this many rows a side",
     QUARANTINE_RATE_WARN: "quarantined/raw rows above which the quarantine check warns",
     QUARANTINE_RATE_ERROR: "quarantined/raw rows above which the quarantine check fails and blocks",
     CARRY_DAYS: "days an unmatched item stays a matching candidate before it expires as a standing break",

@@ -122,6 +122,37 @@ class PartitionWrite:
     amount_total_sql: str | None = "sum(amount)"
 
 
+# The key a bucket of rows is chosen by, as SQL over the table's own columns. Matching never looks across
+# accounts, so an account's items are always in one bucket. Duplicates are judged on txn_id with
+# surrounding whitespace stripped (Polars' strip_chars: Unicode White_Space); removing every such character,
+# inside too, can only put more values together, so two copies of one txn_id always share a bucket.
+ACCOUNT_BUCKET_KEY = "account_id"
+TXN_ID_BUCKET_KEY = r"regexp_replace(coalesce(txn_id, ''), '[\s\v\x{85}\p{Z}]', '', 'g')"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One of `count` slices of a partition: the rows whose hash of `key_sql` modulo `count` is `index`."""
+
+    index: int
+    count: int
+    key_sql: str
+
+
+def bucket_predicate(bucket: Bucket | None) -> str:
+    """SQL that holds for the rows of `bucket` (always, without one); the key is a constant of this module."""
+    if bucket is None or bucket.count <= 1:
+        return "TRUE"
+    return f"hash({bucket.key_sql}) % {int(bucket.count)} = {int(bucket.index)}"
+
+
+def bucket_count(rows: int, bucket_rows: int) -> int:
+    """How many buckets keep each near `bucket_rows` rows; 1 (a single pass) when the day is that small."""
+    if bucket_rows <= 0:
+        return 1
+    return max(1, -(-rows // bucket_rows))
+
+
 @dataclass(frozen=True)
 class CommitRecord:
     """What one committed partition write contains, as recorded in ops.commit_log."""
@@ -172,11 +203,15 @@ class Warehouse:
         lock_timeout_seconds: float = 60.0,
         config: Mapping[str, Any] | None = None,
         scratch_dir: str | os.PathLike[str] | None = None,
+        bucket_rows: int = 1_000_000,
         log: logging.Logger | Any | None = None,
     ) -> None:
         self.path = Path(path)
+        self.bucket_rows = bucket_rows
         self.lock_timeout_seconds = lock_timeout_seconds
-        self.config = dict(config or {})
+        # Nothing reads a table in the order its rows were inserted (reads that need an order ask for it),
+        # and without that promise DuckDB inserts in parallel and holds less in memory while it does.
+        self.config = {"preserve_insertion_order": False, **(config or {})}
         self.scratch_dir = Path(scratch_dir) if scratch_dir else self.path.parent / "scratch"
         self.log = log or logging.getLogger(__name__)
         self._bootstrapped = False
@@ -251,19 +286,33 @@ class Warehouse:
                 conn.register(name, frame)
             return conn.sql(sql, params=params).pl()
 
-    def read_partition(self, table: str, business_date: date, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """One business day of a table."""
+    def buckets(self, rows: int, key_sql: str) -> list[Bucket]:
+        """The buckets a stage takes `rows` rows a side in, so that no slice is much above `bucket_rows`."""
+        count = bucket_count(rows, self.bucket_rows)
+        return [Bucket(index, count, key_sql) for index in range(count)]
+
+    def read_partition(
+        self,
+        table: str,
+        business_date: date,
+        columns: Sequence[str] | None = None,
+        *,
+        bucket: Bucket | None = None,
+        ordered: bool = True,
+    ) -> pl.DataFrame:
+        """One business day of a table, or one bucket of it. `ordered=False` skips sorting every row on every
+        column, for callers whose transforms put rows in their own order."""
         select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
-        return self.query(
-            f"SELECT {select} FROM {qualified(table)} WHERE business_date = ? ORDER BY ALL",
-            [business_date],
-        )
+        where = f"business_date = ? AND {bucket_predicate(bucket)}"
+        order = " ORDER BY ALL" if ordered else ""
+        return self.query(f"SELECT {select} FROM {qualified(table)} WHERE {where}{order}", [business_date])
 
     def earlier_txn_ids(self, table: str, business_date: date, candidates: pl.DataFrame) -> pl.DataFrame:
-        """Which of `candidates` (column txn_id) were staged in `table` before `business_date`, and first when."""
+        """Which of `candidates` (column txn_id, compared as given) were staged in `table` before `business_date`,
+        and first when."""
         return self.query(
             f"SELECT txn_id, min(business_date) AS business_date FROM {qualified(table)} "
-            "WHERE business_date < ? AND txn_id IN (SELECT trim(txn_id) FROM candidates) GROUP BY txn_id",
+            "WHERE business_date < ? AND txn_id IN (SELECT txn_id FROM candidates) GROUP BY txn_id",
             [business_date],
             frames={"candidates": candidates.select("txn_id")},
         )

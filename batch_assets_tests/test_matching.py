@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from batch_assets.transforms.exceptions import classify, exceptions
 from batch_assets.transforms.matching import ITEM_SCHEMA, match_items, open_items
-from batch_assets.transforms.summary import ALL, summarise
+from batch_assets.transforms.summary import ALL, account_figures, roll_up
 
 D = date(2026, 11, 10)
 
@@ -141,7 +141,7 @@ def test_summary_counts_rates_breaks_and_ageing_buckets() -> None:
     matched = match_items(ledger, bank, D, 2)
     classified = classify(open_items(ledger, bank, matched, D, carry_days=5), grace_days=2)
     standing = pl.DataFrame({"account_id": ["A", "A"], "currency": ["EUR", "EUR"], "booking_date": [D - timedelta(days=8), D - timedelta(days=30)]})
-    summary = summarise(D, ledger, bank, matched, classified, standing)
+    summary = roll_up(D, account_figures(D, ledger, bank, matched, classified, standing))
     account = summary.filter(account_id="A").row(0, named=True)
     assert (account["ledger_items"], account["bank_items"], account["matches_exact"]) == (3, 2, 1)
     assert account["match_rate"] == pytest.approx(2 / 5)

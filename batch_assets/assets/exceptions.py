@@ -31,7 +31,7 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     started = time.perf_counter()
     day = business_date(context)
     wh = warehouse.open(context.log)
-    left_open = wh.read_partition("recon.open_items", day)
+    left_open = wh.read_partition("recon.open_items", day, ordered=False)
     reported = exceptions(classify(left_open, matching.parameters().grace_days))
     source_commit = wh.last_commit("recon.open_items", day)
     (record,) = wh.commit(

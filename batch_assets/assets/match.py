@@ -1,7 +1,9 @@
 """Match stage: pair the day's ledger and bank candidates, and carry what is left into the next day."""
 
 import time
+from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -12,7 +14,7 @@ from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, busines
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.storage import PartitionWrite
+from batch_assets.storage import ACCOUNT_BUCKET_KEY, CommitRecord, PartitionWrite, Warehouse
 from batch_assets.transforms.matching import (
     OPEN_ITEM_SCHEMA,
     PASSES,
@@ -67,50 +69,71 @@ def match(
     wh = warehouse.open(context.log)
     run = run_identity(context)
 
-    carried = load_carried(wh, day)
-    candidates = {}
-    inputs = []
+    previous_open = carried_commit(wh, day)
+    staged_commits = {}
     for source in ("ledger", "bank"):
-        staged_commit = wh.last_commit(f"staging.{source}", day)
-        if staged_commit is None:
+        staged_commits[source] = wh.last_commit(f"staging.{source}", day)
+        if staged_commits[source] is None:
             raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
-        inputs.append(staged_commit.fingerprint)
-        staged = wh.read_partition(f"staging.{source}", day)
-        candidates[source] = pl.concat(
-            [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]
-        ).collect()
-    crash_point("after_read")
-
-    # Matching is one vectorised pass over every candidate; progress marks the items it has settled.
-    tracker = progress.tracker(context.log, "match", total=candidates["ledger"].height + candidates["bank"].height, unit="items")
-    matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
-    left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
-    tracker.advance(tracker.total, note=f"{matches.height:,} matched ledger items, {left_open.height:,} left open")
-    records = {
-        r.table: r
-        for r in wh.commit(
-            [
-                # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
-                PartitionWrite(MATCHES, day, matches, allow_empty=True, input_hashes=inputs, amount_total_sql="sum(ledger_amount)"),
-                PartitionWrite(OPEN_ITEMS, day, left_open, allow_empty=True, input_hashes=inputs),
-            ],
-            run,
-        )
-    }
+    inputs = [staged_commits[source].fingerprint for source in ("ledger", "bank")]
+    # Matching never looks across accounts, so a big day is matched in buckets of accounts, one at a time,
+    # and memory follows the bucket, not the day.
+    buckets = wh.buckets(max(c.row_count for c in staged_commits.values()), ACCOUNT_BUCKET_KEY)
+    tracker = progress.tracker(context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows")
+    counts: Counter[str] = Counter()
+    spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}
+    try:
+        for bucket in buckets:
+            carried = (
+                wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), bucket=bucket, ordered=False)
+                if previous_open is not None
+                else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+            )
+            candidates = {}
+            bucket_rows = 0
+            for source in ("ledger", "bank"):
+                staged = wh.read_partition(f"staging.{source}", day, bucket=bucket, ordered=False)
+                bucket_rows += staged.height
+                candidates[source] = pl.concat(
+                    [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]
+                ).collect()
+                del staged
+            crash_point("after_read")
+            matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
+            left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
+            _count_bucket(counts, candidates, matches, left_open)
+            _spill(wh, run.run_id, matches, spills[MATCHES])
+            _spill(wh, run.run_id, left_open, spills[OPEN_ITEMS])
+            tracker.advance(
+                bucket_rows,
+                note=f"bucket {bucket.index + 1} of {bucket.count}: {matches.height:,} matched ledger items",
+            )
+            del carried, candidates, matches, left_open
+        records = {
+            r.table: r
+            for r in wh.commit(
+                [
+                    # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
+                    PartitionWrite(MATCHES, day, spills[MATCHES], allow_empty=True, input_hashes=inputs, amount_total_sql="sum(ledger_amount)"),
+                    PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
+                ],
+                run,
+            )
+        }
+    finally:
+        for spill in (path for paths in spills.values() for path in paths):
+            spill.unlink(missing_ok=True)
     crash_point("after_commit")
 
-    items = candidates["ledger"].height + candidates["bank"].height
-    matched = matches["ledger_txn_id"].n_unique() + matches["bank_txn_id"].n_unique()
-    per_pass = {p: matches.filter(pl.col("match_pass") == p)["match_id"].n_unique() for p in PASSES}
+    items = counts["candidates_ledger"] + counts["candidates_bank"]
+    matched = counts["matched_ledger"] + counts["matched_bank"]
     # Open items first: recon/matches depends on yesterday's open items, and Dagster wants keys in order.
     yield dg.MaterializeResult(
         asset_key=table_key(OPEN_ITEMS),
         metadata={
             **commit_metadata(records[OPEN_ITEMS], started, rows_processed=items),
             **{
-                f"{state}_{source}": dg.MetadataValue.int(
-                    left_open.filter((pl.col("source") == source) & (pl.col("carried") == (state == "open"))).height
-                )
+                f"{state}_{source}": dg.MetadataValue.int(counts[f"{state}_{source}"])
                 for source in ("ledger", "bank")
                 for state in ("open", "expired")
             },
@@ -121,38 +144,65 @@ def match(
         asset_key=table_key(MATCHES),
         metadata={
             **commit_metadata(records[MATCHES], started, rows_processed=items),
-            "candidates_ledger": candidates["ledger"].height,
-            "candidates_bank": candidates["bank"].height,
+            "candidates_ledger": counts["candidates_ledger"],
+            "candidates_bank": counts["candidates_bank"],
             "match_rate": dg.MetadataValue.float(round(matched / items, 6) if items else 1.0),
-            **{f"matches_{p}": dg.MetadataValue.int(n) for p, n in per_pass.items()},
+            **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in PASSES},
+            "buckets": len(buckets),
         },
         data_version=dg.DataVersion(records[MATCHES].fingerprint),
     )
 
 
-def load_carried(wh, day) -> pl.DataFrame:
-    """Yesterday's open items; none on the first reconciled day. A gap in the chain is an error, because
-    skipping a day would silently drop its open items."""
+def _count_bucket(counts: Counter[str], candidates: dict[str, pl.DataFrame], matches: pl.DataFrame, left_open: pl.DataFrame) -> None:
+    """Add one bucket's figures to the day's: buckets hold disjoint accounts, so the figures add up."""
+    for source in ("ledger", "bank"):
+        counts[f"candidates_{source}"] += candidates[source].height
+        counts[f"matched_{source}"] += matches[f"{source}_txn_id"].n_unique()
+        mine = left_open.filter(pl.col("source") == source)
+        counts[f"open_{source}"] += mine.filter("carried").height
+        counts[f"expired_{source}"] += mine.filter(~pl.col("carried")).height
+    for match_pass, n in matches.group_by("match_pass").agg(pl.col("match_id").n_unique()).iter_rows():
+        counts[f"matches_{match_pass}"] += n
+
+
+def _spill(wh: Warehouse, run_id: str, frame: pl.DataFrame, spills: list[Path]) -> None:
+    """Write one bucket's rows of a table to a Parquet spill file that the commit then copies in."""
+    path = wh.spill_path(run_id)
+    spills.append(path)
+    frame.write_parquet(path, compression="lz4")
+
+
+def carried_commit(wh: Warehouse, day) -> CommitRecord | None:
+    """The commit of yesterday's open items that day `day` carries; None on the first reconciled day. A gap
+    in the chain, or yesterday's staging rewritten after it was reconciled, is an error."""
     previous = day - timedelta(days=1)
-    carried_commit = wh.last_commit(OPEN_ITEMS, previous)
-    if carried_commit is None:
+    commit = wh.last_commit(OPEN_ITEMS, previous)
+    if commit is None:
         if wh.has_commits_before(OPEN_ITEMS, previous):
             raise dg.Failure(
                 f"recon/open_items has no partition for {previous}, but earlier days were reconciled: "
                 f"reconcile {previous} first (batch-assets run --start {previous} --days N re-runs forward).",
                 allow_retries=False,
             )
-        return pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+        return None
     # Runs for D-1 and D can be in flight together (a sensor, a backfill); if D-1's staging was rewritten
     # after its open items, D-1 is being re-run and its open items are about to change: carrying them
     # now would reconcile D against stale items.
     for source in ("ledger", "bank"):
         staged = wh.last_commit(f"staging.{source}", previous)
-        if staged is not None and staged.commit_seq > carried_commit.commit_seq:
+        if staged is not None and staged.commit_seq > commit.commit_seq:
             raise dg.Failure(
                 f"staging.{source} of {previous} changed after {previous} was reconciled, so its open items "
                 f"are stale: reconcile {previous} first, then this day "
                 f"(batch-assets run --start {previous} --days N re-runs forward).",
                 allow_retries=False,
             )
-    return wh.read_partition(OPEN_ITEMS, previous)
+    return commit
+
+
+def load_carried(wh: Warehouse, day) -> pl.DataFrame:
+    """Yesterday's open items, all of them (see carried_commit for when that is an error)."""
+    if carried_commit(wh, day) is None:
+        return pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+    return wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), ordered=False)

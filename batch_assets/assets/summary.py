@@ -1,21 +1,24 @@
 """Summary stage: the day's reconciliation in numbers, per account and currency, per currency and in total."""
 
 import time
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, money_metadata, table_key
-from batch_assets.assets.match import load_carried
+from batch_assets.assets.match import OPEN_ITEMS, carried_commit
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.storage import PartitionWrite
+from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import PASSES
-from batch_assets.transforms.summary import ALL, summarise
+from batch_assets.transforms.summary import ALL, account_figures, roll_up
 
 SUMMARY = "recon.summary"
+# What the summary needs of the matches; the rest of their columns would only take memory.
+MATCH_COLUMNS = ["account_id", "currency", "match_pass", "match_id", "ledger_txn_id", "bank_txn_id"]
 
 
 @dg.asset(
@@ -35,19 +38,36 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     day = business_date(context)
     wh = warehouse.open(context.log)
     keys = ["account_id", "currency"]
-    carried = load_carried(wh, day).filter("carried")
-    candidates = {
-        source: pl.concat(
-            [wh.read_partition(f"staging.{source}", day, keys), carried.filter(pl.col("source") == source).select(keys)]
+    previous_open = carried_commit(wh, day)
+    staged_rows = max((c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0)
+    grace_days = matching.parameters().grace_days
+    # Per-account figures add up across buckets of accounts, so a big day is summarised one bucket at a time.
+    per_account = []
+    for bucket in wh.buckets(staged_rows, ACCOUNT_BUCKET_KEY):
+        carried = (
+            wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False).filter("carried")
+            if previous_open is not None
+            else pl.DataFrame(schema={"source": pl.String, "carried": pl.Boolean, "account_id": pl.String, "currency": pl.String})
         )
-        for source in ("ledger", "bank")
-    }
-    matches = wh.read_partition("recon.matches", day)
-    classified = classify(wh.read_partition("recon.open_items", day), matching.parameters().grace_days)
-    standing = wh.query(
-        "SELECT account_id, currency, booking_date FROM recon.standing_breaks WHERE business_date < ?", [day]
-    )
-    summary = summarise(day, candidates["ledger"], candidates["bank"], matches, classified, standing)
+        candidates = {
+            source: pl.concat(
+                [
+                    wh.read_partition(f"staging.{source}", day, keys, bucket=bucket, ordered=False),
+                    carried.filter(pl.col("source") == source).select(keys),
+                ]
+            )
+            for source in ("ledger", "bank")
+        }
+        matches = wh.read_partition("recon.matches", day, MATCH_COLUMNS, bucket=bucket, ordered=False)
+        classified = classify(wh.read_partition(OPEN_ITEMS, day, bucket=bucket, ordered=False), grace_days)
+        standing = wh.query(
+            "SELECT account_id, currency, booking_date FROM recon.standing_breaks "
+            f"WHERE business_date < ? AND {bucket_predicate(bucket)}",
+            [day],
+        )
+        per_account.append(account_figures(day, candidates["ledger"], candidates["bank"], matches, classified, standing))
+        del carried, candidates, matches, classified, standing
+    summary = roll_up(day, pl.concat(per_account))
     commits = {t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))}
     inputs = [c.fingerprint for c in commits.values()]
     (record,) = wh.commit(

@@ -1,6 +1,8 @@
 """Validate stage: type, normalise and de-duplicate raw rows into staging; everything else to quarantine."""
 
 import time
+from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -10,9 +12,9 @@ from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, busines
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.storage import PartitionWrite
+from batch_assets.storage import TXN_ID_BUCKET_KEY, PartitionWrite, Warehouse
 from batch_assets.transforms.contract import SOURCES
-from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows
+from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows, txn_id_keys
 
 QUARANTINE = "staging.quarantine"
 
@@ -62,10 +64,6 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
     wh = warehouse.open(context.log)
     run = run_identity(context)
 
-    staged: dict[str, pl.DataFrame] = {}
-    quarantined: list[pl.DataFrame] = []
-    raw_rows: dict[str, int] = {}
-    raw_hashes: list[str] = []
     raw_commits = {source: wh.last_commit(f"raw.{source}", day) for source in SOURCES}
     for source, raw_commit in raw_commits.items():
         if raw_commit is None:
@@ -73,38 +71,52 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
                 f"raw.{source} has never been ingested for {day}: materialise raw/{source} first",
                 allow_retries=False,
             )
+    raw_hashes = [raw_commits[source].fingerprint for source in SOURCES]
+    raw_rows = {source: 0 for source in SOURCES}
+    quarantined = {source: 0 for source in SOURCES}
+    by_rule: Counter[str] = Counter()
+    spills: dict[str, list[Path]] = {table: [] for table in (*map(_staging_table, SOURCES), QUARANTINE)}
     tracker = progress.tracker(context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
-    for source in SOURCES:
-        raw_commit = raw_commits[source]
-        raw_hashes.append(raw_commit.fingerprint)
-        raw = wh.read_partition(f"raw.{source}", day)
-        prior = wh.earlier_txn_ids(_staging_table(source), day, raw)
-        # Collected once: the judged rows feed both outputs, and Polars would otherwise judge them twice.
-        judged = judge_rows(raw.lazy(), day, prior.lazy().cast(PRIOR_TXN_SCHEMA)).collect()
-        staged[source] = staged_rows(judged.lazy()).collect()
-        quarantined.append(quarantined_rows(judged.lazy(), source).collect())
-        raw_rows[source] = raw.height
-        tracker.advance(raw.height, note=source)
+    try:
+        for source in SOURCES:
+            # A big day is judged in buckets of txn_ids, so memory follows the bucket, not the day; every copy
+            # of a txn_id is in the same bucket, so duplicates are judged exactly as in one pass.
+            buckets = wh.buckets(raw_commits[source].row_count, TXN_ID_BUCKET_KEY)
+            for bucket in buckets:
+                raw = wh.read_partition(f"raw.{source}", day, bucket=bucket, ordered=False)
+                prior = wh.earlier_txn_ids(_staging_table(source), day, txn_id_keys(raw.lazy()).collect())
+                # Collected once: the judged rows feed both outputs, and Polars would otherwise judge them twice.
+                judged = judge_rows(raw.lazy(), day, prior.lazy().cast(PRIOR_TXN_SCHEMA)).collect()
+                rejected = quarantined_rows(judged.lazy(), source).collect()
+                _spill(wh, run.run_id, staged_rows(judged.lazy()).collect(), spills[_staging_table(source)])
+                _spill(wh, run.run_id, rejected, spills[QUARANTINE])
+                raw_rows[source] += raw.height
+                quarantined[source] += rejected.height
+                by_rule.update(dict(rejected.group_by("rule").len().iter_rows()))
+                tracker.advance(raw.height, note=f"{source}, bucket {bucket.index + 1} of {bucket.count}")
+                del raw, judged, rejected
 
-    quarantine = pl.concat(quarantined)
-    writes = [
-        PartitionWrite(
-            table=_staging_table(source),
-            business_date=day,
-            data=staged[source],
-            # Empty is legitimate only when every raw row is accounted for by the quarantine.
-            allow_empty=raw_rows[source] == quarantine.filter(pl.col("source") == source).height,
-            input_hashes=raw_hashes,
+        writes = [
+            PartitionWrite(
+                table=_staging_table(source),
+                business_date=day,
+                data=spills[_staging_table(source)],
+                # Empty is legitimate only when every raw row is accounted for by the quarantine.
+                allow_empty=raw_rows[source] == quarantined[source],
+                input_hashes=raw_hashes,
+            )
+            for source in SOURCES
+        ]
+        writes.append(
+            PartitionWrite(
+                table=QUARANTINE, business_date=day, data=spills[QUARANTINE], allow_empty=True,
+                input_hashes=raw_hashes, amount_total_sql=None,
+            )
         )
-        for source in SOURCES
-    ]
-    writes.append(
-        PartitionWrite(
-            table=QUARANTINE, business_date=day, data=quarantine, allow_empty=True,
-            input_hashes=raw_hashes, amount_total_sql=None,
-        )
-    )
-    records = {record.table: record for record in wh.commit(writes, run)}
+        records = {record.table: record for record in wh.commit(writes, run)}
+    finally:
+        for spill in (path for paths in spills.values() for path in paths):
+            spill.unlink(missing_ok=True)
 
     for source in SOURCES:
         record = records[_staging_table(source)]
@@ -113,19 +125,25 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
             metadata={
                 **commit_metadata(record, started, rows_processed=raw_rows[source]),
                 "raw_rows": dg.MetadataValue.int(raw_rows[source]),
-                "quarantined": dg.MetadataValue.int(quarantine.filter(pl.col("source") == source).height),
+                "quarantined": dg.MetadataValue.int(quarantined[source]),
             },
             data_version=dg.DataVersion(record.fingerprint),
         )
     record = records[QUARANTINE]
-    by_rule = dict(quarantine.group_by("rule").len().sort("rule").iter_rows())
     yield dg.MaterializeResult(
         asset_key=table_key(QUARANTINE),
         metadata={
             **commit_metadata(record, started, rows_processed=sum(raw_rows.values())),
-            "quarantined": dg.MetadataValue.int(quarantine.height),
-            **{f"quarantined_{source}": dg.MetadataValue.int(quarantine.filter(pl.col("source") == source).height) for source in SOURCES},
-            "by_rule": dg.MetadataValue.json(by_rule),
+            "quarantined": dg.MetadataValue.int(record.row_count),
+            **{f"quarantined_{source}": dg.MetadataValue.int(quarantined[source]) for source in SOURCES},
+            "by_rule": dg.MetadataValue.json(dict(sorted(by_rule.items()))),
         },
         data_version=dg.DataVersion(record.fingerprint),
     )
+
+
+def _spill(wh: Warehouse, run_id: str, frame: pl.DataFrame, spills: list[Path]) -> None:
+    """Write one bucket's rows of a table to a Parquet spill file that the commit then copies in."""
+    path = wh.spill_path(run_id)
+    spills.append(path)
+    frame.write_parquet(path, compression="lz4")

@@ -51,7 +51,7 @@ def _count(frame: pl.DataFrame, name: str, condition: pl.Expr | None = None) -> 
     return selected.group_by(_KEYS).agg(pl.len().alias(name))
 
 
-def summarise(
+def account_figures(
     business_date: date,
     ledger: pl.DataFrame,
     bank: pl.DataFrame,
@@ -59,7 +59,7 @@ def summarise(
     classified: pl.DataFrame,
     standing: pl.DataFrame,
 ) -> pl.DataFrame:
-    """One row per (account, currency), one per currency (account `*`) and one grand total (`*`, `*`).
+    """One row of counts and money per (account, currency), without match rate or totals.
 
     `ledger`/`bank` are the day's candidates, `classified` the unmatched items with categories, `standing` the
     breaks that expired on earlier days and are not resolved (account_id, currency, booking_date). Match rate
@@ -105,10 +105,15 @@ def summarise(
     per_account = keys
     for part in parts:
         per_account = per_account.join(part, on=_KEYS, how="left")
-    per_account = per_account.with_columns(
+    return per_account.with_columns(
         [pl.col(c).fill_null(0).cast(pl.Int64) for c in COUNT_COLUMNS]
         + [pl.col(c).fill_null(0).cast(MONEY) for c in MONEY_COLUMNS]
     )
+
+
+def roll_up(business_date: date, per_account: pl.DataFrame) -> pl.DataFrame:
+    """The summary table from per-account rows (of one pass, or of every bucket of accounts together): those
+    rows, one per currency and the grand total, with match rates."""
     per_currency = per_account.group_by("currency").agg(
         [pl.col(c).sum() for c in (*COUNT_COLUMNS, *MONEY_COLUMNS)]
     ).with_columns(pl.lit(ALL).alias("account_id"))

@@ -43,6 +43,11 @@ def _clean(column: str) -> pl.Expr:
     return pl.when(trimmed == "").then(None).otherwise(trimmed)
 
 
+def txn_id_keys(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """The txn_ids of raw rows as duplicates are judged: stripped of surrounding Unicode whitespace."""
+    return raw.select(_clean("txn_id").alias("txn_id")).drop_nulls().unique()
+
+
 def _parse_date(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.contains(_ISO_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
 
