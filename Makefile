@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # `make bench BENCH_ARGS="--sizes 1000000 --repeats 1"` for a shorter run; --with-20m adds a 20M-row day.
 BENCH_ARGS ?= --sizes 1000000,5000000 --repeats 3
 
-.PHONY: install browser postgres-server test demo dev bench lock clean
+.PHONY: install browser postgres-server test demo dev bench profile lock clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ dev: $(STAMP)
 # Times the whole daily job against the ingest floor; results in bench-results/ (docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Where a day's time goes: py-spy samples an in-process run (PROFILE_ARGS, e.g. --rows 5000000).
+profile: $(STAMP)
+	$(BIN)/python -m benchmarks.profile $(PROFILE_ARGS)
 
 # Re-resolve requirements.in into requirements.lock (run after changing a top-level dependency).
 lock:

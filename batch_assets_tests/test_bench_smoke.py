@@ -61,3 +61,18 @@ def test_bench_harness_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert "| rows/side | mode | total s" in table and "| peak RSS GiB | total / floor |" in table
     assert all(f"| 2,000 | {label} |" in table for label in ("floor", "in-process", "CLI (dg launch)"))
     assert not (tmp_path / "work" / "rows-2000").exists()  # the data folders are removed unless --keep
+
+
+@pytest.mark.slow
+def test_make_profile_ranks_the_pipelines_own_lines_at_a_tiny_size(tmp_path: Path) -> None:
+    out = tmp_path / "profile"
+    command = [sys.executable, "-m", "benchmarks.profile", "--rows", "2000", "--rate", "200", "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
+
+    recording = json.loads((out / "profile.speedscope.json").read_text())
+    assert recording["profiles"] and recording["shared"]["frames"]
+    ranked = (out / "profile.txt").read_text().splitlines()[1:]
+    # The run itself is the top of the ranking, and the stages' own code is in it.
+    assert "run_days" in ranked[0] and ranked[0].lstrip().startswith("100.0%")
+    assert any("batch_assets/assets/validate.py" in line for line in ranked)
