@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # `make bench BENCH_ARGS="--sizes 1000000 --repeats 1"` for a shorter run; --with-20m adds a 20M-row day.
 BENCH_ARGS ?= --sizes 1000000,5000000 --repeats 3
+# Then a 30-day backfill of 10,000-row days through the daemon (benchmarks/backfill.py).
+BACKFILL_ARGS ?= --days 30 --rows 10000
 
 .PHONY: install browser postgres-server test demo dev bench profile lock clean
 
@@ -37,6 +39,7 @@ dev: $(STAMP)
 # Times the whole daily job against the ingest floor; results in bench-results/ (docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.backfill $(BACKFILL_ARGS)
 
 # Where a day's time goes: py-spy samples an in-process run (PROFILE_ARGS, e.g. --rows 5000000).
 profile: $(STAMP)

@@ -76,3 +76,13 @@ def test_make_profile_ranks_the_pipelines_own_lines_at_a_tiny_size(tmp_path: Pat
     # The run itself is the top of the ranking, and the stages' own code is in it.
     assert "run_days" in ranked[0] and ranked[0].lstrip().startswith("100.0%")
     assert any("batch_assets/assets/validate.py" in line for line in ranked)
+
+
+@pytest.mark.slow
+def test_the_backfill_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.backfill", "--days", "2", "--rows", "200", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
+    result = json.loads((tmp_path / "backfill.json").read_text())
+    assert result["runs"] == result["succeeded"] == 2 and result["wall_seconds"] > result["run_seconds_median"] > 0
+    assert "| 2 | 2 |" in (tmp_path / "backfill.md").read_text()

@@ -1,0 +1,119 @@
+"""`make bench`, second part: a backfill of N generated days through the real daemon with the shipped dagster.yaml.
+
+It generates the days, starts `dg dev` (webserver, daemon, code server) on a free loopback port in a fresh
+data folder, launches the backfill of the job `daily_reconciliation` over the range the way the UI does, and
+times it from the launch until the last run has finished. It reports the wall time, the runs, how many were
+in flight and started at once, each run's own duration, and writes backfill.json and backfill.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
+from dagster._core.storage.tags import BACKFILL_ID_TAG
+
+from batch_assets.generator import generate
+from batch_assets_tests.dagster_dev import graphql, running_dagster_dev
+from benchmarks import report
+from benchmarks.run import REPO
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
+
+
+def measure(days: list[date], home: Path, timeout: float) -> dict:
+    partitions = [day.isoformat() for day in days]
+    selector = {
+        "repositorySelector": {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__"},
+        "partitionSetName": "daily_reconciliation_partition_set",
+    }
+    params = {"selector": selector, "partitionNames": partitions, "fromFailure": False, "tags": []}
+    with running_dagster_dev(home) as base_url, dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        launched_at = time.monotonic()
+        launched = graphql(base_url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise SystemExit(f"the webserver refused the backfill: {launched}")
+        backfill_id = launched["backfillId"]
+        max_in_flight = max_started = 0
+        while True:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+            max_in_flight = max(max_in_flight, sum(r.status in IN_FLIGHT for r in runs))
+            max_started = max(max_started, sum(r.status == dg.DagsterRunStatus.STARTED for r in runs))
+            backfill = instance.get_backfill(backfill_id)
+            if (backfill.status in BULK_ACTION_TERMINAL_STATUSES and len(runs) >= len(days)
+                    and all(r.is_finished for r in runs)):
+                break
+            if time.monotonic() - launched_at > timeout:
+                raise SystemExit(f"backfill {backfill_id} did not finish within {timeout:.0f} s")
+            time.sleep(0.5)
+        wall = time.monotonic() - launched_at
+        stats = [instance.get_run_stats(run.run_id) for run in runs]
+    run_seconds = [s.end_time - s.start_time for s in stats if s.start_time and s.end_time]
+    return {
+        "days": len(days),
+        "wall_seconds": wall,
+        "runs": len(runs),
+        "succeeded": sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+        "max_in_flight": max_in_flight,
+        "max_started": max_started,
+        "run_seconds_median": statistics.median(run_seconds),
+        "run_seconds_sum": sum(run_seconds),
+    }
+
+
+def markdown(result: dict) -> str:
+    return "\n".join([
+        f"**Backfill of {result['days']} days of {result['rows']:,} ledger rows** through `dg dev` and the shipped "
+        "`dagster.yaml`, launched like the UI's job backfill, from launch until the last run finished:",
+        "",
+        "| wall s | runs | succeeded | most in flight | most started | median run s | sum of runs s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {result['wall_seconds']:.1f} | {result['runs']} | {result['succeeded']} | {result['max_in_flight']} | "
+        f"{result['max_started']} | {result['run_seconds_median']:.2f} | {result['run_seconds_sum']:.1f} |",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill", description=__doc__)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=10_000, help="ledger rows per day")
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2025, 2, 3))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results")
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="batch-assets-backfill-"))
+    try:
+        home = work / "data"
+        generate(start=args.start, days=args.days, rows=args.rows, fmt="csv", seed=args.seed, landing=home / "landing")
+        days = [args.start + timedelta(days=i) for i in range(args.days)]
+        result = {**measure(days, home, args.timeout), "rows": args.rows, "machine": report.machine_info(REPO)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "backfill.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "backfill.md").write_text(markdown(result) + "\n")
+    print(markdown(result))
+    return 0 if result["succeeded"] == result["runs"] == args.days else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
