@@ -47,6 +47,25 @@ query LocationStatus {
 """
 
 
+# What the UI sends to launch a backfill, and the selector of the daily job's partitions in this code location.
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+REPOSITORY = {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__"}
+
+
+def job_backfill_params(partitions: list[str]) -> dict[str, Any]:
+    """Jobs → daily_reconciliation → Materialize all → a range → Launch backfill, with no tag added."""
+    selector = {"repositorySelector": REPOSITORY, "partitionSetName": "daily_reconciliation_partition_set"}
+    return {"selector": selector, "partitionNames": partitions, "fromFailure": False, "tags": []}
+
+
 class DagsterDevError(RuntimeError):
     """`dg dev` exited, did not come up in time, or could not load the code location."""
 

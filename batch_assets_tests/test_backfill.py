@@ -24,7 +24,7 @@ from batch_assets.definitions import ASSETS, defs
 from batch_assets.generator import generate
 from batch_assets.jobs import SERIAL_TAG, SERIAL_VALUE
 from batch_assets.storage import Warehouse
-from batch_assets_tests.dagster_dev import REPO_ROOT, graphql, running_dagster_dev
+from batch_assets_tests.dagster_dev import LAUNCH_BACKFILL, REPO_ROOT, graphql, job_backfill_params, running_dagster_dev
 
 START = date(2026, 10, 1)
 DAYS = [START + timedelta(days=i) for i in range(30)]
@@ -39,18 +39,6 @@ FAILURE_EVENTS = {"STEP_FAILURE", "STEP_UP_FOR_RETRY", "RUN_FAILURE"}
 # "lock", "locked", "Could not set lock", but not "blocking" (the blocking checks use that word).
 LOCK = re.compile(r"\block", re.IGNORECASE)
 
-REPOSITORY = {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__"}
-
-LAUNCH_BACKFILL = """
-mutation LaunchBackfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
-
 CANCEL_BACKFILL = """
 mutation Cancel($backfillId: String!) {
   cancelPartitionBackfill(backfillId: $backfillId) { __typename ... on PythonError { message } }
@@ -60,13 +48,6 @@ mutation Cancel($backfillId: String!) {
 
 def all_asset_keys() -> list[dg.AssetKey]:
     return [key for asset in ASSETS for key in asset.keys]
-
-
-def job_backfill_params() -> dict[str, Any]:
-    """What the UI sends for Jobs → daily_reconciliation → Materialize all → a range → Launch backfill, with no
-    tag added: the job's own tag serialises its runs."""
-    selector = {"repositorySelector": REPOSITORY, "partitionSetName": "daily_reconciliation_partition_set"}
-    return {"selector": selector, "partitionNames": PARTITIONS, "fromFailure": False, "tags": []}
 
 
 def asset_backfill_params() -> dict[str, Any]:
@@ -177,7 +158,7 @@ def test_a_30_day_backfill_from_the_ui_finishes_correctly_with_runs_in_flight(tm
     generate(start=START, days=len(DAYS), rows=200, fmt="csv", seed=SEED, landing=home / "landing")
 
     with running_dagster_dev(home) as base_url, dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        backfill_id = launch_backfill(base_url, job_backfill_params())
+        backfill_id = launch_backfill(base_url, job_backfill_params(PARTITIONS))
         seen = watch_backfill(instance, backfill_id, expected_runs=len(DAYS))
         problems = log_problems(instance, seen.runs)
         materialized = {key: instance.get_materialized_partitions(key) for key in all_asset_keys()}

@@ -23,32 +23,19 @@ from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from batch_assets.generator import generate
-from batch_assets_tests.dagster_dev import graphql, running_dagster_dev
+from batch_assets_tests.dagster_dev import LAUNCH_BACKFILL, graphql, job_backfill_params, running_dagster_dev
 from benchmarks import report
 from benchmarks.run import REPO
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
 IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 
 
 def measure(days: list[date], home: Path, timeout: float) -> dict:
     partitions = [day.isoformat() for day in days]
-    selector = {
-        "repositorySelector": {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__"},
-        "partitionSetName": "daily_reconciliation_partition_set",
-    }
-    params = {"selector": selector, "partitionNames": partitions, "fromFailure": False, "tags": []}
+    params = job_backfill_params(partitions)
     with running_dagster_dev(home) as base_url, dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
         launched_at = time.monotonic()
-        launched = graphql(base_url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+        launched = graphql(base_url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         if launched["__typename"] != "LaunchBackfillSuccess":
             raise SystemExit(f"the webserver refused the backfill: {launched}")
         backfill_id = launched["backfillId"]
