@@ -27,6 +27,18 @@ def test_peak_rss_counts_the_whole_process_tree(tmp_path: Path) -> None:
     assert result.samples > 5
 
 
+def test_a_small_child_of_a_big_harness_is_measured_small(tmp_path: Path) -> None:
+    # The kernel's ru_maxrss of a spawned child starts at its parent's RSS at the spawn: after the harness
+    # had scored a 5M-row day, every later child "peaked" at the harness's 3.9 GiB.
+    ballast = bytearray(400 * 2**20)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page, so that it is resident
+    child = "import time; time.sleep(0.5)"
+    result = run_measured([sys.executable, "-c", child], env={}, cwd=tmp_path, log=tmp_path / "log", timeout_seconds=60)
+    assert result.returncode == 0 and result.samples > 3
+    assert 0 < result.peak_rss_bytes < 200 * 2**20
+    del ballast
+
+
 @pytest.mark.slow
 def test_bench_harness_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -20,7 +20,7 @@ class ChildResult:
     returncode: int
     wall_seconds: float
     peak_tree_rss_bytes: int  # the largest sum of VmRSS over the child and its descendants, sampled
-    max_process_rss_bytes: int  # the kernel's high-water mark of the largest single process (wait4)
+    max_process_rss_bytes: int  # the largest VmHWM (the kernel's per-process high-water mark) seen in the tree
     samples: int
     cpu_seconds: float  # user + system time of the child and the descendants it waited for
     load_before: float  # the machine's 1-minute load average when the child started: was it shared?
@@ -66,20 +66,26 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def rss_bytes(pid: int) -> int:
-    """VmRSS of one process, 0 if it is gone or a zombie (which has no VmRSS line)."""
+def memory_bytes(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process: its resident set now and its high-water mark since it started its
+    program; (0, 0) if it is gone or a zombie (which has neither line)."""
+    rss = hwm = 0
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return rss, hwm
 
 
-def tree_rss_bytes(root: int) -> int:
-    return sum(rss_bytes(pid) for pid in tree_pids(root))
+def tree_memory_bytes(root: int) -> tuple[int, int]:
+    """The sum of VmRSS over `root` and its descendants, and the largest VmHWM among them."""
+    figures = [memory_bytes(pid) for pid in tree_pids(root)]
+    return sum(rss for rss, _ in figures), max((hwm for _, hwm in figures), default=0)
 
 
 def run_measured(
@@ -88,7 +94,7 @@ def run_measured(
     """Run `command` to its end, sampling its process tree's RSS every SAMPLE_SECONDS; stdout and stderr go
     to `log`. On timeout the child's whole process group is killed and the result has returncode -9."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    peak = samples = 0
+    peak = high_water = samples = 0
     load_before = os.getloadavg()[0]
     with open(log, "wb") as out:
         started = time.perf_counter()
@@ -97,11 +103,13 @@ def run_measured(
             list(command), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         while True:
-            # wait4 rather than Popen.wait: it also returns the rusage with the kernel's ru_maxrss.
+            # wait4 rather than Popen.wait: it also returns the CPU times. Its ru_maxrss is no use here: the
+            # kernel starts a spawned child's count at the RSS of this process, the harness, at the spawn.
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, tree_rss_bytes(child.pid))
+            tree_rss, tree_high_water = tree_memory_bytes(child.pid)
+            peak, high_water = max(peak, tree_rss), max(high_water, tree_high_water)
             samples += 1
             if time.perf_counter() - started > timeout_seconds:
                 os.killpg(child.pid, signal.SIGKILL)
@@ -114,7 +122,7 @@ def run_measured(
         returncode=child.returncode,
         wall_seconds=wall,
         peak_tree_rss_bytes=peak,
-        max_process_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        max_process_rss_bytes=high_water,
         samples=samples,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         load_before=load_before,
