@@ -80,7 +80,7 @@ DESCRIPTIONS: dict[str, str] = {
     LOCK_TIMEOUT_SECONDS: "how long a run waits for another process's lock on the warehouse",
     DUCKDB_THREADS: "DuckDB threads; 0 means one per core",
     DUCKDB_MEMORY_LIMIT: "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
-    BUCKET_ROWS: "rows per bucket: validate and match take a bigger day in slices of about this many rows a side",
+    BUCKET_ROWS: "rows per bucket: validate, match and summary take a bigger day in slices of about this many rows a side",
     QUARANTINE_RATE_WARN: "quarantined/raw rows above which the quarantine check warns",
     QUARANTINE_RATE_ERROR: "quarantined/raw rows above which the quarantine check fails and blocks",
     CARRY_DAYS: "days an unmatched item stays a matching candidate before it expires as a standing break",
