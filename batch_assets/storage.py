@@ -374,6 +374,12 @@ class Warehouse:
             for spill in spills:
                 spill.unlink(missing_ok=True)
 
+    def spill(self, frame: pl.DataFrame, run_id: str) -> Path:
+        """Write `frame` to a fresh Parquet spill file, for a commit to copy in (the caller deletes it)."""
+        path = self.spill_path(run_id)
+        frame.write_parquet(path, compression="lz4")
+        return path
+
     def spill_path(self, run_id: str) -> Path:
         """A fresh Parquet file name in the scratch folder, for streaming a result before it is committed."""
         self.scratch_dir.mkdir(parents=True, exist_ok=True)

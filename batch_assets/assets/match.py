@@ -102,8 +102,8 @@ def match(
             matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
             left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
             _count_bucket(counts, candidates, matches, left_open)
-            _spill(wh, run.run_id, matches, spills[MATCHES])
-            _spill(wh, run.run_id, left_open, spills[OPEN_ITEMS])
+            spills[MATCHES].append(wh.spill(matches, run.run_id))
+            spills[OPEN_ITEMS].append(wh.spill(left_open, run.run_id))
             tracker.advance(
                 bucket_rows,
                 note=f"bucket {bucket.index + 1} of {bucket.count}: {matches.height:,} matched ledger items",
@@ -127,7 +127,7 @@ def match(
 
     items = counts["candidates_ledger"] + counts["candidates_bank"]
     matched = counts["matched_ledger"] + counts["matched_bank"]
-    # Open items first: recon/matches depends on yesterday's open items, and Dagster wants keys in order.
+    # Open items first: they carry the stage's dependency on the previous day.
     yield dg.MaterializeResult(
         asset_key=table_key(OPEN_ITEMS),
         metadata={
@@ -166,13 +166,6 @@ def _count_bucket(counts: Counter[str], candidates: dict[str, pl.DataFrame], mat
         counts[f"matches_{match_pass}"] += n
 
 
-def _spill(wh: Warehouse, run_id: str, frame: pl.DataFrame, spills: list[Path]) -> None:
-    """Write one bucket's rows of a table to a Parquet spill file that the commit then copies in."""
-    path = wh.spill_path(run_id)
-    spills.append(path)
-    frame.write_parquet(path, compression="lz4")
-
-
 def carried_commit(wh: Warehouse, day) -> CommitRecord | None:
     """The commit of yesterday's open items that day `day` carries; None on the first reconciled day. A gap
     in the chain, or yesterday's staging rewritten after it was reconciled, is an error."""
@@ -200,9 +193,3 @@ def carried_commit(wh: Warehouse, day) -> CommitRecord | None:
             )
     return commit
 
-
-def load_carried(wh: Warehouse, day) -> pl.DataFrame:
-    """Yesterday's open items, all of them (see carried_commit for when that is an error)."""
-    if carried_commit(wh, day) is None:
-        return pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
-    return wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), ordered=False)

@@ -12,7 +12,7 @@ from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, busines
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.storage import TXN_ID_BUCKET_KEY, PartitionWrite, Warehouse
+from batch_assets.storage import TXN_ID_BUCKET_KEY, PartitionWrite
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows, txn_id_keys
 
@@ -88,8 +88,8 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
                 # Collected once: the judged rows feed both outputs, and Polars would otherwise judge them twice.
                 judged = judge_rows(raw.lazy(), day, prior.lazy().cast(PRIOR_TXN_SCHEMA)).collect()
                 rejected = quarantined_rows(judged.lazy(), source).collect()
-                _spill(wh, run.run_id, staged_rows(judged.lazy()).collect(), spills[_staging_table(source)])
-                _spill(wh, run.run_id, rejected, spills[QUARANTINE])
+                spills[_staging_table(source)].append(wh.spill(staged_rows(judged.lazy()).collect(), run.run_id))
+                spills[QUARANTINE].append(wh.spill(rejected, run.run_id))
                 raw_rows[source] += raw.height
                 quarantined[source] += rejected.height
                 by_rule.update(dict(rejected.group_by("rule").len().iter_rows()))
@@ -140,10 +140,3 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
         },
         data_version=dg.DataVersion(record.fingerprint),
     )
-
-
-def _spill(wh: Warehouse, run_id: str, frame: pl.DataFrame, spills: list[Path]) -> None:
-    """Write one bucket's rows of a table to a Parquet spill file that the commit then copies in."""
-    path = wh.spill_path(run_id)
-    spills.append(path)
-    frame.write_parquet(path, compression="lz4")
