@@ -8,7 +8,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -374,11 +374,23 @@ class Warehouse:
             for spill in spills:
                 spill.unlink(missing_ok=True)
 
-    def spill(self, frame: pl.DataFrame, run_id: str) -> Path:
-        """Write `frame` to a fresh Parquet spill file, for a commit to copy in (the caller deletes it)."""
-        path = self.spill_path(run_id)
-        frame.write_parquet(path, compression="lz4")
-        return path
+    @contextmanager
+    def spill_files(self, run_id: str) -> Iterator[Callable[[pl.DataFrame], Path]]:
+        """A writer of Parquet spill files for a commit to copy in: `spill(frame)` returns the new file's path.
+        Every file it wrote is deleted when the `with` block ends, committed or not."""
+        written: list[Path] = []
+
+        def spill(frame: pl.DataFrame) -> Path:
+            path = self.spill_path(run_id)
+            written.append(path)
+            frame.write_parquet(path, compression="lz4")
+            return path
+
+        try:
+            yield spill
+        finally:
+            for path in written:
+                path.unlink(missing_ok=True)
 
     def spill_path(self, run_id: str) -> Path:
         """A fresh Parquet file name in the scratch folder, for streaming a result before it is committed."""

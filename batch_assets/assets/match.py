@@ -82,7 +82,7 @@ def match(
     tracker = progress.tracker(context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows")
     counts: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}
-    try:
+    with wh.spill_files(run.run_id) as spill:
         for bucket in buckets:
             carried = (
                 wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), bucket=bucket, ordered=False)
@@ -102,8 +102,8 @@ def match(
             matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
             left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
             _count_bucket(counts, candidates, matches, left_open)
-            spills[MATCHES].append(wh.spill(matches, run.run_id))
-            spills[OPEN_ITEMS].append(wh.spill(left_open, run.run_id))
+            spills[MATCHES].append(spill(matches))
+            spills[OPEN_ITEMS].append(spill(left_open))
             tracker.advance(
                 bucket_rows,
                 note=f"bucket {bucket.index + 1} of {bucket.count}: {matches.height:,} matched ledger items",
@@ -120,9 +120,6 @@ def match(
                 run,
             )
         }
-    finally:
-        for spill in (path for paths in spills.values() for path in paths):
-            spill.unlink(missing_ok=True)
     crash_point("after_commit")
 
     items = counts["candidates_ledger"] + counts["candidates_bank"]

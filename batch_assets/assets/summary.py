@@ -13,7 +13,7 @@ from batch_assets.resources import MatchingResource, WarehouseResource, run_iden
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
 from batch_assets.transforms.exceptions import classify
-from batch_assets.transforms.matching import PASSES
+from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES
 from batch_assets.transforms.summary import ALL, account_figures, roll_up
 
 SUMMARY = "recon.summary"
@@ -47,7 +47,7 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         carried = (
             wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False).filter("carried")
             if previous_open is not None
-            else pl.DataFrame(schema={"source": pl.String, "carried": pl.Boolean, "account_id": pl.String, "currency": pl.String})
+            else pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *keys)})
         )
         candidates = {
             source: pl.concat(

@@ -77,7 +77,7 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
     by_rule: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {table: [] for table in (*map(_staging_table, SOURCES), QUARANTINE)}
     tracker = progress.tracker(context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
-    try:
+    with wh.spill_files(run.run_id) as spill:
         for source in SOURCES:
             # A big day is judged in buckets of txn_ids, so memory follows the bucket, not the day; every copy
             # of a txn_id is in the same bucket, so duplicates are judged exactly as in one pass.
@@ -88,8 +88,8 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
                 # Collected once: the judged rows feed both outputs, and Polars would otherwise judge them twice.
                 judged = judge_rows(raw.lazy(), day, prior.lazy().cast(PRIOR_TXN_SCHEMA)).collect()
                 rejected = quarantined_rows(judged.lazy(), source).collect()
-                spills[_staging_table(source)].append(wh.spill(staged_rows(judged.lazy()).collect(), run.run_id))
-                spills[QUARANTINE].append(wh.spill(rejected, run.run_id))
+                spills[_staging_table(source)].append(spill(staged_rows(judged.lazy()).collect()))
+                spills[QUARANTINE].append(spill(rejected))
                 raw_rows[source] += raw.height
                 quarantined[source] += rejected.height
                 by_rule.update(dict(rejected.group_by("rule").len().iter_rows()))
@@ -114,9 +114,6 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
             )
         )
         records = {record.table: record for record in wh.commit(writes, run)}
-    finally:
-        for spill in (path for paths in spills.values() for path in paths):
-            spill.unlink(missing_ok=True)
 
     for source in SOURCES:
         record = records[_staging_table(source)]
