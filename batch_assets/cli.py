@@ -131,7 +131,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batch_assets.operations import cancel_run
 
     settings.apply_defaults()
-    print(cancel_run(args.run_id))
+    print(cancel_run(args.run_id, force=args.force))
     return 0
 
 
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running run")
     cancel.add_argument("run_id")
+    cancel.add_argument("--force", action="store_true", help="mark it canceled even if its worker does not answer (it died)")
     cancel.set_defaults(func=cmd_cancel)
 
     reexecute = commands.add_parser("reexecute", help="re-execute a failed run from its failed steps")

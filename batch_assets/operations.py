@@ -159,8 +159,13 @@ def quarantine_report(day: date, limit: int = 20) -> tuple[pl.DataFrame, pl.Data
     return counts, rows
 
 
-def cancel_run(run_id: str) -> str:
-    """Cancel a queued or running run through the instance's run coordinator; returns its status after."""
+def cancel_run(run_id: str, force: bool = False) -> str:
+    """Cancel a queued or running run through the instance's run coordinator; returns its status after.
+
+    `force` also marks the run canceled when nothing answers: its worker was killed (OOM, kill -9) and the
+    instance would otherwise show it running until run monitoring's timeout. Its writes stay safe either way:
+    every step commits in one transaction, and a late write from a worker that is in fact alive is refused.
+    """
     with dg.DagsterInstance.get() as instance:
         run = instance.get_run_by_id(run_id)
         if run is None:
@@ -168,6 +173,9 @@ def cancel_run(run_id: str) -> str:
         if run.is_finished:
             return f"run {run_id} already ended: {run.status.value}"
         instance.run_coordinator.cancel_run(run_id)
+        run = instance.get_run_by_id(run_id)
+        if force and not run.is_finished:
+            instance.report_run_canceled(run, message="Marked canceled by `batch-assets cancel --force`: its worker did not answer.")
         return f"run {run_id}: {instance.get_run_by_id(run_id).status.value}"
 
 
@@ -185,6 +193,10 @@ def reexecute_from_failure(run_id: str) -> bool:
         if parent is None:
             raise SystemExit(f"no run {run_id} in {os.environ['DAGSTER_HOME']}")
         options = dg.ReexecutionOptions.from_failure(run_id, instance)
+        if parent.is_finished and instance.event_log_storage.supports_global_concurrency_limits:
+            # A step killed with its worker never gave back its pool slot, and the warehouse pool has one:
+            # the re-execution would wait for it forever. The parent has ended, so nothing of it holds a slot.
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         # The partition lives in the parent's tags; execute_job does not carry them over by itself.
         tags = {k: v for k, v in parent.tags.items() if k.startswith(("dagster/partition", "batch_assets/"))}
         with dg.execute_job(

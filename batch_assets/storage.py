@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from batch_assets.faults import crash_point
+from batch_assets.faults import fault_point
 
 # Every table the platform writes, as DuckDB column definitions. A table's name is its asset key: schema.table.
 # Each is partitioned by business_date; a partition is replaced as a whole, in one transaction.
@@ -338,7 +338,7 @@ class Warehouse:
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    def commit(self, writes: Sequence[PartitionWrite], run: RunIdentity) -> list[CommitRecord]:
+    def commit(self, writes: Sequence[PartitionWrite], run: RunIdentity, *, stage: str = "write") -> list[CommitRecord]:
         """Replace every partition in `writes` and log each in ops.commit_log, all in one transaction.
 
         Lazy inputs are first streamed to Parquet spill files, so the lock is held only for the copy and the
@@ -364,7 +364,7 @@ class Warehouse:
                         self._replace_partition(conn, write, source, run)
                         for write, source in zip(writes, sources, strict=True)
                     ]
-                    crash_point("before_commit")
+                    fault_point("before_commit", stage)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -119,6 +119,7 @@ def test_the_shipped_instance_serialises_writers_retries_crashes_only_and_bounds
         # Step retries handle step failures; run retries only crashed workers, so the two never multiply.
         assert instance.run_retries_retry_on_asset_or_op_failure is False
         assert instance.run_monitoring_enabled and 0 < instance.run_monitoring_max_runtime_seconds <= 4 * 3600
+        assert instance.run_monitoring_settings.get("free_slots_after_run_end_seconds", 0) > 0
         assert instance.run_coordinator.dequeue_interval_seconds == 1
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, money_metadata, table_key
+from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
@@ -34,10 +35,13 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     left_open = wh.read_partition("recon.open_items", day, ordered=False)
     reported = exceptions(classify(left_open, matching.parameters().grace_days))
     source_commit = wh.last_commit("recon.open_items", day)
+    fault_point("after_read", "exceptions")
     (record,) = wh.commit(
         [PartitionWrite(EXCEPTIONS, day, reported, allow_empty=True, input_hashes=[source_commit.fingerprint] if source_commit else [])],
         run_identity(context),
+        stage="exceptions",
     )
+    fault_point("after_commit", "exceptions")
     breaks = reported.filter("is_break")
     per_currency = {
         currency: total

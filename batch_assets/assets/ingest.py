@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, table_key
+from batch_assets.faults import fault_point
 from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
@@ -134,10 +135,12 @@ def ingest(
                 amount_total_sql=None,
             )
         )
-        records = {record.table: record for record in wh.commit(writes, run)}
+        fault_point("after_read", "ingest")
+        records = {record.table: record for record in wh.commit(writes, run, stage="ingest")}
     finally:
         for spill in spills.values():
             spill.unlink(missing_ok=True)
+    fault_point("after_commit", "ingest")
 
     for source in SOURCES:
         if source in failures:

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, table_key
-from batch_assets.faults import crash_point
+from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
@@ -98,7 +98,7 @@ def match(
                     [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]
                 ).collect()
                 del staged
-            crash_point("after_read")
+            fault_point("after_read", "match")
             matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
             left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
             _count_bucket(counts, candidates, matches, left_open)
@@ -118,9 +118,10 @@ def match(
                     PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
                 ],
                 run,
+                stage="match",
             )
         }
-    crash_point("after_commit")
+    fault_point("after_commit", "match")
 
     items = counts["candidates_ledger"] + counts["candidates_bank"]
     matched = counts["matched_ledger"] + counts["matched_bank"]

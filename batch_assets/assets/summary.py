@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, money_metadata, table_key
+from batch_assets.faults import fault_point
 from batch_assets.assets.match import OPEN_ITEMS, carried_commit
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
@@ -70,10 +71,13 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     summary = roll_up(day, pl.concat(per_account))
     commits = {t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))}
     inputs = [c.fingerprint for c in commits.values()]
+    fault_point("after_read", "summary")
     (record,) = wh.commit(
         [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)],
         run_identity(context),
+        stage="summary",
     )
+    fault_point("after_commit", "summary")
     total = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") == ALL)).row(0, named=True)
     per_currency = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") != ALL))
     break_values = {

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.assets.common import commit_metadata, table_key
+from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource, run_identity
@@ -113,7 +114,9 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
                 input_hashes=raw_hashes, amount_total_sql=None,
             )
         )
-        records = {record.table: record for record in wh.commit(writes, run)}
+        fault_point("after_read", "validate")
+        records = {record.table: record for record in wh.commit(writes, run, stage="validate")}
+    fault_point("after_commit", "validate")
 
     for source in SOURCES:
         record = records[_staging_table(source)]
