@@ -11,6 +11,7 @@ import random
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,7 @@ class Alert:
     """One alert. `key` names the event: an alert whose key is already in the alert file is not raised again."""
 
     key: str
-    kind: str  # run_failure, check_failure, sla_breach, exception_rate or break_value
+    kind: str  # run_failure, check_failure, sla_breach, exception_rate, break_value or late_file
     severity: str  # ERROR or WARN
     title: str
     text: str
@@ -113,15 +114,20 @@ class AlertResource(dg.ConfigurableResource):
     def _post(self, record: Mapping[str, Any], log: Any) -> str:
         """POST the alert to the webhook, retrying connection errors and 5xx; the outcome, never an exception.
         Messages leave out the URL: a Slack webhook URL is a secret."""
+        request = None
         if not self.webhook_url.startswith(("http://", "https://")):
             outcome = "the webhook URL is not an http(s) URL"
         else:
-            request = urllib.request.Request(
-                self.webhook_url,
-                data=json.dumps(slack_message(record)).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
+            try:
+                request = urllib.request.Request(
+                    self.webhook_url,
+                    data=json.dumps(slack_message(record)).encode(),
+                    headers={"Content-Type": "application/json"},
+                    method="POST",
+                )
+            except ValueError as error:  # e.g. an unclosed IPv6 bracket; raising here would lose the alert
+                outcome = f"the webhook URL is malformed ({error})"
+        if request is not None:
             for attempt in range(max(self.webhook_attempts, 1)):
                 if attempt:
                     delay = self.webhook_backoff_seconds * 2 ** (attempt - 1)
@@ -139,8 +145,24 @@ class AlertResource(dg.ConfigurableResource):
                 except Exception as error:  # a webhook must never cost the alert or the sensor tick
                     outcome = f"{type(error).__name__}: {error}"
                     break
+        # urllib quotes a malformed URL's path or port in its message, and the path is the secret.
+        outcome = redact_url(outcome, self.webhook_url)
         log.error(f"webhook for alert {record['key']} failed ({outcome}); the alert is in {self.alert_file}")
         return f"failed: {outcome}"
+
+
+def redact_url(text: str, url: str) -> str:
+    """`text` with every piece of `url` but its scheme and host replaced by `***`: the user, password, port,
+    path and query of a webhook URL may each hold its secret, and the host is what an operator needs to see."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        kept = {parts.scheme, parts.hostname or ""}
+    except ValueError:
+        kept = set()
+    pieces = {url, url.strip(), *re.split(r"[/?&=#:@\s]+", url)} - kept
+    for piece in sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 def _keys(text: str) -> set[str]:
@@ -238,7 +260,17 @@ def _error_text(event: dg.DagsterEvent) -> str:
     data = event.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:
         return data.user_failure_data.description
-    return data.error.message.strip() if data.error else "no error recorded"
+    if data.error is None:
+        return "no error recorded"
+    # After the last retry Dagster's own message is only "Exceeded max_retries of 4"; what went wrong (the
+    # lock holder's PID, what to do) is in the chain of causes.
+    messages, error = [], data.error
+    while error is not None:
+        message = error.message.strip()
+        if message and not message.startswith("Error occurred while executing"):
+            messages.append(message)
+        error = error.cause
+    return "\ncaused by: ".join(messages) or data.error.message.strip()
 
 
 @_alert_sensor(

@@ -13,7 +13,7 @@ import duckdb
 
 from batch_assets.storage import WarehouseLockTimeout
 
-# A lock held by an outside process (an analyst's session), a full disk being cleared, a network share
+# A lock held by an outside process (an analyst's session), a network share
 # hiccup: waiting helps. About 2 + 4 + 8 + 16 s, each ±50%, on top of the storage module's own lock wait.
 TRANSIENT_RETRY = dg.RetryPolicy(
     max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS

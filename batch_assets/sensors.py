@@ -1,4 +1,5 @@
-"""The new-file sensor: request a run for each business day whose landed files are complete and new."""
+"""The new-file sensor: request a run for each business day whose landed files are complete and new, and alert
+when files land late for a day that was already reconciled."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from pathlib import Path
 import dagster as dg
 
 from batch_assets import settings
+from batch_assets.alerting import Alert, AlertResource
 from batch_assets.jobs import daily_job, run_tags
-from batch_assets.landing import DONE_SUFFIX, LandingFile, digest_file, scan_landing
+from batch_assets.landing import DONE_SUFFIX, LandingFile, RejectedFile, digest_file, scan_landing
 from batch_assets.partitions import DAILY
 from batch_assets.resources import LandingZoneResource
 from batch_assets.transforms.contract import SOURCES
 
 OPEN_ITEMS_KEY = dg.AssetKey(["recon", "open_items"])
+RAW_KEYS = [dg.AssetKey(["raw", source]) for source in SOURCES]
 # Hashing is the expensive part of a tick; stop starting new days after this much of the daemon's 60 s.
 HASH_BUDGET_SECONDS = 30.0
 REPORTED_LIMIT = 2000
@@ -70,10 +73,10 @@ def _stat_fingerprint(files: list[LandingFile]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _content_key(files: list[LandingFile]) -> str:
-    """The day's distinct file contents: the same bytes under another name give the same key."""
-    shas = sorted({digest_file(f.path).sha256 for f in files})
-    return hashlib.sha256("\n".join(shas).encode()).hexdigest()[:32]
+def _content_key(shas: dict[str, str]) -> str:
+    """The day's distinct file contents (`shas`: file name to sha256): the same bytes under another name give
+    the same key."""
+    return hashlib.sha256("\n".join(sorted(set(shas.values()))).encode()).hexdigest()[:32]
 
 
 def _done_markers(root: Path) -> set[str]:
@@ -105,7 +108,10 @@ def _unstable(files: list[LandingFile], markers: set[str], now_ns: int, quiet_se
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def landing_files(
-    context: dg.SensorEvaluationContext, landing: LandingZoneResource, landing_sensor: LandingSensorConfig
+    context: dg.SensorEvaluationContext,
+    landing: LandingZoneResource,
+    landing_sensor: LandingSensorConfig,
+    alerts: AlertResource,
 ):
     quiet_seconds, page_size = landing_sensor.numbers()
     cursor = Cursor.parse(context.cursor)
@@ -143,6 +149,7 @@ def landing_files(
     now_ns = time.time_ns()
     started = time.monotonic()
     ready: dict[str, str] = {}
+    shas: dict[str, dict[str, str]] = {}
     waiting: list[str] = []
     examined = 0
     for day in ordered:
@@ -159,7 +166,13 @@ def landing_files(
         if unstable:
             waiting.append(f"{day}: {', '.join(unstable)} still being written (no .done, changed < {quiet_seconds:g}s ago)")
             continue
-        ready[day] = _content_key(day_files)
+        try:
+            # Hashed through the file as listed, so a FIFO or symlink swapped in since cannot block or mislead us.
+            shas[day] = {f.name: digest_file(f).sha256 for f in day_files}
+        except RejectedFile as error:
+            waiting.append(f"{day}: {error}")
+            continue
+        ready[day] = _content_key(shas[day])
         cursor.days[day] = _stat_fingerprint(day_files)
     if len(ordered) and ordered[-1] == cursor.after:
         cursor.after = ""  # a full lap: the next tick starts from the first day again
@@ -178,20 +191,76 @@ def landing_files(
         )
         for day, key in sorted(ready.items())
     ]
-    # A new or changed day changes what every later reconciled day carried: re-run those after it, in order.
-    earliest = min(ready)
+    # New bytes for a day change what every later reconciled day carried: re-run those after it, in order.
+    # A reconciled day whose files were only renamed or touched changes nothing after it.
     reconciled = context.instance.get_materialized_partitions(OPEN_ITEMS_KEY)
+    late = {day: _late_files(context.instance, day, shas[day]) for day in ready if day in reconciled}
+    changed = [day for day in ready if day not in late or late[day]]
     trigger = hashlib.sha256(" ".join(f"{d}:{k}" for d, k in sorted(ready.items())).encode()).hexdigest()[:16]
-    later = sorted(d for d in reconciled if d > earliest and d not in ready)
+    earliest = min(changed, default=None)
+    later = sorted(d for d in reconciled if earliest and d > earliest and d not in ready)
     requests += [
         dg.RunRequest(run_key=f"forward:{day}:{trigger}", partition_key=day, tags=run_tags("landing_files:forward"))
         for day in later
     ]
     requests.sort(key=lambda r: r.partition_key)
+    for day, files in sorted(late.items()):
+        if files:
+            _alert_late_files(context, alerts, day, ready[day], files, sorted(d for d in reconciled if d > day))
     context.log.info(
-        f"requesting {len(ready)} day(s) with new files ({', '.join(sorted(ready))}) and {len(later)} later day(s) to re-run"
+        f"requesting {len(ready)} day(s) with new or changed files ({', '.join(sorted(ready))}) and {len(later)} "
+        "later day(s) to re-run"
     )
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+
+def _late_files(instance: dg.DagsterInstance, day: str, shas: dict[str, str]) -> dict[str, str]:
+    """The files of `day` whose bytes its latest ingest did not see, each marked "new" or "changed".
+
+    What the ingest saw comes from its materializations' metadata: a sensor never opens the warehouse, whose
+    lock the writing runs need."""
+    seen: dict[str, str] = {}
+    for key in RAW_KEYS:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+        ).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        files = metadata["input_files"].value if "input_files" in metadata else []
+        seen.update({entry["file_name"]: entry["sha256"] for entry in files})
+    seen_bytes = set(seen.values())
+    return {name: "changed" if name in seen else "new" for name, sha in sorted(shas.items()) if sha not in seen_bytes}
+
+
+def _alert_late_files(
+    context: dg.SensorEvaluationContext,
+    alerts: AlertResource,
+    day: str,
+    content_key: str,
+    files: dict[str, str],
+    later: list[str],
+) -> None:
+    """Alert that `files` landed for `day` after it was reconciled. The key is the day's new content, so each
+    change alerts once, however often a tick is replayed."""
+    stale = (
+        f"The reconciled days after it, {', '.join(later)}, carried its open items: they are stale until they "
+        "are re-run, in order, which this tick requests."
+        if later
+        else "No reconciled day follows it."
+    )
+    described = ", ".join(f"{name} ({how})" for name, how in files.items())
+    alerts.send(
+        Alert(
+            key=f"late_file:{day}:{content_key}",
+            kind="late_file",
+            severity="WARN",
+            title=f"Late file(s) for {day}, which was already reconciled",
+            text=f"{described} landed after {day} was reconciled; {day} is re-run. {stale}",
+            business_date=day,
+            url=f"{alerts.ui_url.rstrip('/')}/assets/recon/summary?partition={day}",
+            details={"files": list(files), "rerun_days": [day, *later], "content_key": content_key},
+        ),
+        context.log,
+    )
 
 
 def landing_sensor_config() -> LandingSensorConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -95,6 +96,35 @@ class WarehouseLockTimeout(WarehouseError):
 
 class StaleWriteError(WarehouseError):
     """A run that started before the partition's last committed writer tried to overwrite it."""
+
+
+class DiskFullError(WarehouseError):
+    """The disk under the warehouse or its scratch folder is full and nothing was committed. Not transient:
+    waiting does not free space, so the step fails at once and says what to do."""
+
+
+# ENOSPC and EDQUOT as DuckDB ("No space left on device") and Polars ("os error 28") word them.
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded|os error (28|122)\b", re.IGNORECASE)
+
+
+def is_out_of_space(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says the disk is full."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _NO_SPACE.search(str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full_error(path: Path, doing: str) -> DiskFullError:
+    """The error for running out of space while writing under `path`: which disk, and what to do."""
+    return DiskFullError(
+        f"No space left on device: the disk holding {path} ran out of space, so {doing} failed and nothing was "
+        "committed; every day keeps its previous data. Free space on that disk, or point BATCH_ASSETS_WAREHOUSE "
+        "and BATCH_ASSETS_SCRATCH at a bigger one, then re-execute the run."
+    )
 
 
 class EmptyOutputError(WarehouseError):
@@ -345,13 +375,19 @@ class Warehouse:
         commit. A stale run, or an empty output that was not declared legitimate, rolls everything back.
         """
         spills: list[Path] = []
+        doing = "writing " + ", ".join(sorted({f"{w.table} for {w.business_date}" for w in writes}))
         try:
             sources = []
             for write in writes:
                 if isinstance(write.data, pl.LazyFrame):
                     spill = self.spill_path(run.run_id)
-                    write.data.sink_parquet(spill, compression="lz4", engine="streaming")
                     spills.append(spill)
+                    try:
+                        write.data.sink_parquet(spill, compression="lz4", engine="streaming")
+                    except Exception as error:
+                        if is_out_of_space(error):
+                            raise disk_full_error(self.scratch_dir, doing) from error
+                        raise
                     sources.append(("read_parquet(?)", [str(spill)], None))
                 elif isinstance(write.data, list):
                     sources.append(("read_parquet(?)", [[str(p) for p in write.data]], None))
@@ -366,8 +402,13 @@ class Warehouse:
                     ]
                     fault_point("before_commit", stage)
                     conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
+                except BaseException as error:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass  # a COMMIT that failed has ended the transaction; its error is the one to report
+                    if is_out_of_space(error):
+                        raise disk_full_error(self.path, doing) from error
                     raise
             return records
         finally:

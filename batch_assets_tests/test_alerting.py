@@ -1,6 +1,6 @@
 """Alerts: raised once per event to the log, the alert file and a real webhook on loopback; the sensors find
-failed runs, failed checks, missed SLAs and bad days in a real Dagster instance, and neither a second tick nor
-a replayed tick raises an alert twice."""
+failed runs, failed checks, missed SLAs and bad days in a real Dagster instance, the landing sensor finds late
+files for reconciled days, and neither a second tick nor a replayed tick raises an alert twice."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from batch_assets.alerting import Alert, AlertResource
 from batch_assets.definitions import defs
 from batch_assets.resources import CalendarResource
 from batch_assets_tests.helpers import csv_text, txn, write_landing
+from batch_assets_tests.test_automation import age, deliver
+from batch_assets_tests.test_automation import tick as landing_tick
 from batch_assets_tests.test_ingest_and_validate import deliver_good_day, run_day
 
 FAILED_DAY = date(2026, 11, 10)
@@ -30,11 +32,12 @@ D1, D2 = date(2026, 11, 3), date(2026, 11, 4)  # a Tuesday and a Wednesday
 
 @dataclass
 class Webhook:
-    """A receiver on loopback that answers with `statuses` in turn (then 200) and keeps every body."""
+    """A receiver on loopback that answers with `statuses` in turn (then 200) and keeps every body and path."""
 
     url: str = ""
     statuses: list[int] = field(default_factory=list)
     bodies: list[dict] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -44,6 +47,7 @@ def webhook() -> Iterator[Webhook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            hook.paths.append(self.path)
             self.send_response(hook.statuses.pop(0) if hook.statuses else 200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -361,3 +365,79 @@ def test_alerting_is_on_by_default_and_configured_from_the_environment() -> None
         "exception_rate_alert": settings.EXCEPTION_RATE_ALERT,
         "ui_url": settings.UI_URL,
     }
+
+
+# -- late files ----------------------------------------------------------------------------------------
+
+LATE_DAYS = [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)]
+
+
+def late_file_alerts(home: Path) -> list[dict]:
+    return [a for a in alert_lines(home / "alerts.jsonl") if a["kind"] == "late_file"]
+
+
+def reconcile_late_days(landing: Path, instance: dg.DagsterInstance) -> tuple[str | None, list[dg.RunRequest]]:
+    """Deliver and reconcile LATE_DAYS the way the sensor would; the sensor's cursor and requests."""
+    for day in LATE_DAYS:
+        deliver(landing, day)
+    requests, cursor, _ = landing_tick(instance)
+    assert [r.partition_key for r in requests] == [d.isoformat() for d in LATE_DAYS]
+    for day in LATE_DAYS:
+        assert run_day(instance, day).success
+    return cursor, requests
+
+
+def test_a_late_file_for_a_reconciled_day_alerts_once_per_change_with_its_files_and_the_stale_days(
+    landing: Path, home: Path, instance: dg.DagsterInstance, hooked: Webhook
+) -> None:
+    first, second, third = (d.isoformat() for d in LATE_DAYS)
+    cursor, _ = reconcile_late_days(landing, instance)
+    assert late_file_alerts(home) == []  # a first delivery is not late
+
+    ledger = write_landing(landing, "ledger", LATE_DAYS[0], csv_text([txn("L-late", "12.00", LATE_DAYS[0])]))
+    extra = write_landing(landing, "bank", LATE_DAYS[0], csv_text([txn("B-late", "3.00", LATE_DAYS[0])]), part="02")
+    for path in (ledger, extra):
+        age(path)
+    requests, after, _ = landing_tick(instance, cursor)
+    assert [r.partition_key for r in requests] == [first, second, third]
+
+    (alert,) = late_file_alerts(home)
+    assert (alert["severity"], alert["business_date"]) == ("WARN", first)
+    assert alert["key"] == f"late_file:{first}:{requests[0].tags['batch_assets/content_key']}"
+    assert alert["details"]["files"] == [f"bank/bank_{first}_02.csv", f"ledger/ledger_{first}.csv"]
+    assert alert["details"]["rerun_days"] == [first, second, third]
+    assert f"bank/bank_{first}_02.csv (new), ledger/ledger_{first}.csv (changed) landed after {first} was reconciled" in alert["text"]
+    assert f"{second}, {third}, carried its open items: they are stale" in alert["text"]
+    assert alert["webhook"] == "sent" and "Late file(s) for 2026-11-02" in hooked.bodies[-1]["text"]
+
+    # The next tick has seen the change; a tick replayed from the old cursor asks again but alerts nothing new.
+    again, _, skip = landing_tick(instance, after)
+    replay, _, _ = landing_tick(instance, cursor)
+    assert again == [] and "no new or changed files" in skip
+    assert [r.run_key for r in replay] == [r.run_key for r in requests]
+    assert len(late_file_alerts(home)) == 1 and len(hooked.bodies) == 1
+
+    # Another change is another alert: here of the middle day, whose only later day is the third.
+    write_landing(landing, "ledger", LATE_DAYS[1], csv_text([txn("L-mid", "7.00", LATE_DAYS[1])]), part="02")
+    age(landing / "ledger" / f"ledger_{second}_02.csv")
+    landing_tick(instance, after)
+    assert [(a["business_date"], a["details"]["rerun_days"]) for a in late_file_alerts(home)] == [
+        (first, [first, second, third]),
+        (second, [second, third]),
+    ]
+
+
+def test_files_renamed_or_touched_after_reconciliation_raise_no_late_file_alert(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    cursor, first_requests = reconcile_late_days(landing, instance)
+    day = LATE_DAYS[1].isoformat()
+    ledger = landing / "ledger" / f"ledger_{day}.csv"
+    renamed = ledger.rename(ledger.with_name(f"ledger_{day}_resent.csv"))
+    age(renamed, 1800)
+    bank = landing / "bank" / f"bank_{day}.csv"
+    age(bank, 1200)  # touched: a new mtime, the same bytes
+    requests, _, _ = landing_tick(instance, cursor)
+    # The sensor looks at the day again; its run key is the one already launched, and no later day is stale.
+    assert [r.run_key for r in requests] == [r.run_key for r in first_requests if r.partition_key == day]
+    assert late_file_alerts(home) == []

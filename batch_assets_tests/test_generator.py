@@ -196,7 +196,8 @@ def test_quarantine_truth_is_exactly_the_rows_that_break_a_rule(generated):
         # A typed Parquet file cannot carry an unparsable amount or date.
         assert rules.isdisjoint({contract.RULE_INVALID_AMOUNT, contract.RULE_INVALID_DATE})
     else:
-        assert rules == set(contract.RULES)
+        # The generator writes no spreadsheet formulas: that rule is proven by the bad-input corpus instead.
+        assert rules == set(contract.RULES) - {contract.RULE_FORMULA_LIKE_TEXT}
 
 
 # --- ground truth: pairs --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.landing import RejectedFile, digest_file, land_file, scan_landing
+from batch_assets.landing import RejectedFile, digest_file, land_file, printable_name, scan_landing
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 
 DAY = date(2026, 11, 21)
@@ -74,6 +74,12 @@ def test_line_numbers_follow_quoted_newlines_and_blank_lines(landing: Path) -> N
     assert frame["description"][0] == "two\nlines"
 
 
+def test_blank_lines_between_records_hold_no_record_and_keep_line_numbers(landing: Path) -> None:
+    text = HEADER + "L1,A,2026-11-21,,1.00,EUR,,,\n\n\nL2,A,2026-11-21,,2.00,EUR,,,\n\n"
+    frame = read(landing, write_landing(landing, "ledger", DAY, text))
+    assert frame.select("txn_id", "line_number").rows() == [("L1", 2), ("L2", 5)]
+
+
 def test_values_stay_text_as_delivered(landing: Path) -> None:
     text = csv_text([txn("L1", "0012.50", DAY, reference="=HYPERLINK(\"http://x\")")])
     row = read(landing, write_landing(landing, "ledger", DAY, text)).row(0, named=True)
@@ -129,12 +135,28 @@ def test_jsonl_reads_with_physical_line_numbers(landing: Path) -> None:
     assert json.loads(frame["extra"][1])["tag"] == 1
 
 
+def test_jsonl_numbers_are_kept_as_written_never_through_a_float(landing: Path) -> None:
+    lines = [
+        '{"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": 1234567890123456.78, "currency": "EUR"}',
+        '{"txn_id": "J2", "account_id": "A", "booking_date": "2026-11-21", "amount": 1e3, "currency": "EUR"}',
+        '{"txn_id": "J3", "account_id": "A", "booking_date": "2026-11-21", "amount": -0.10, "currency": "EUR", "ok": true}',
+    ]
+    frame = read(landing, write_landing(landing, "bank", DAY, "\n".join(lines) + "\n", ext="jsonl"))
+    assert frame["amount"].to_list() == ["1234567890123456.78", "1e3", "-0.10"]
+
+
 @pytest.mark.parametrize(
     ("bad_line", "reason"),
     [
         ('{"txn_id": "J2", "amount": ', "line 2: invalid JSON"),
         ("[1, 2]", "line 2: a JSON list, not an object"),
+        ("null", "line 2: a JSON null, not an object"),
+        ('{"txn_id": "J2", "txn_id": "J3"}', "line 2: key 'txn_id' appears more than once"),
+        ('{"txn_id": "J2", "amount": NaN}', "line 2: invalid JSON (NaN is not a JSON value)"),
+        ('{"txn_id": "\\ud800"}', "line 2: field txn_id holds an unpaired surrogate escape"),
+        ("[" * 100_000, "line 2: JSON nested too deeply"),
     ],
+    ids=["truncated", "list", "null", "repeated-key", "nan", "lone-surrogate", "deep"],
 )
 def test_jsonl_with_a_bad_line_is_rejected_naming_the_line(landing: Path, bad_line: str, reason: str) -> None:
     good = json.dumps({"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": "1.00", "currency": "EUR"})
@@ -157,6 +179,12 @@ def test_scan_ignores_bad_names_symlinks_and_temporary_files(landing: Path, tmp_
     assert "does not match" in reasons["ledger/notes.txt"]
     assert "symlink" in reasons["ledger/ledger_2026-11-21_03.csv"]
     assert "not a regular file" in reasons["ledger/ledger_2026-11-21_04.csv"]
+
+
+def test_reported_names_cannot_split_or_forge_a_log_line() -> None:
+    assert printable_name("ledger_2026-11-21.csv") == "ledger_2026-11-21.csv"
+    assert printable_name("caf\u00e9 \u6771\u4eac.csv") == "caf\u00e9 \u6771\u4eac.csv"
+    assert printable_name("a\nb\r\x1b[31m\u202e\udcff.csv") == "a\\nb\\r\\x1b[31m\\u202e\\udcff.csv"
 
 
 def test_digest_is_of_the_bytes(landing: Path) -> None:

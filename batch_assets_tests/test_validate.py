@@ -12,6 +12,7 @@ from batch_assets.transforms.contract import (
     RAW_SCHEMA,
     RULE_BOOKING_DATE_MISMATCH,
     RULE_DUPLICATE_TXN_ID,
+    RULE_FORMULA_LIKE_TEXT,
     RULE_INVALID_AMOUNT,
     RULE_INVALID_CURRENCY,
     RULE_INVALID_DATE,
@@ -60,6 +61,12 @@ def judge(*rows: dict, prior: dict[str, date] | None = None) -> pl.DataFrame:
         ({"currency": "EURO"}, RULE_INVALID_CURRENCY, "EURO"),
         ({"currency": "E1R"}, RULE_INVALID_CURRENCY, "E1R"),
         ({"booking_date": "2026-11-20"}, RULE_BOOKING_DATE_MISMATCH, "not the file's business date 2026-11-21"),
+        ({"reference": '=HYPERLINK("http://x","y")'}, RULE_FORMULA_LIKE_TEXT, "reference starts like a spreadsheet formula"),
+        ({"counterparty": "@SUM(A1)"}, RULE_FORMULA_LIKE_TEXT, "counterparty starts like a spreadsheet formula"),
+        ({"description": "+cmd|' /C calc'!A0"}, RULE_FORMULA_LIKE_TEXT, "description starts like"),
+        ({"description": "-2+3+cmd|' /C calc'!A0"}, RULE_FORMULA_LIKE_TEXT, "description starts like"),
+        ({"account_id": " \t=1+1"}, RULE_FORMULA_LIKE_TEXT, "account_id starts like"),
+        ({"txn_id": "@T"}, RULE_FORMULA_LIKE_TEXT, "txn_id starts like"),
     ],
 )
 def test_each_rule_quarantines_with_a_reason(row: dict, rule: str, detail_part: str) -> None:
@@ -69,6 +76,22 @@ def test_each_rule_quarantines_with_a_reason(row: dict, rule: str, detail_part: 
     quarantine = quarantined_rows(judged.lazy(), "ledger").collect()
     assert quarantine.select("file_name", "line_number", "rule").row(0) == (FILE, 2, rule)
     assert staged_rows(judged.lazy()).collect().is_empty()
+
+
+@pytest.mark.parametrize(
+    "value", ["-", "--", "+", "+44 20 7946 0958", "+1 (555) 010-9999", "-12.50", "-.5", "x=1", "a@b.example", "'=quoted'"]
+)
+def test_signs_that_start_numbers_and_inner_formula_characters_are_data(value: str) -> None:
+    judged = judge({"amount": "-7.25", "reference": value, "counterparty": value, "description": value})
+    assert judged["rule"].to_list() == [None]
+    staged = staged_rows(judged.lazy()).collect()
+    assert staged.select("reference", "counterparty", "description").row(0) == (value, value, value)
+    assert staged["amount"].to_list() == [Decimal("-7.25")]
+
+
+def test_a_formula_copy_does_not_hide_a_good_copy_of_the_txn_id() -> None:
+    judged = judge({"txn_id": "D", "description": "=1+1"}, {"txn_id": "D", "amount": "5.00"})
+    assert judged["rule"].to_list() == [RULE_FORMULA_LIKE_TEXT, None]
 
 
 def test_first_broken_rule_is_recorded() -> None:
@@ -140,6 +163,12 @@ def test_reference_normalisation(reference: str | None, expected: str | None) ->
         ("ledger", "ledger-2026-11-21.csv", "does not match"),
         ("ledger", "bank_2026-11-21.csv", "a bank file in the ledger/ folder"),
         ("bank", "bank_2026-02-30.csv", "not a calendar date"),
+        ("ledger", "ledger_2026-11-21.csv\n", "does not match"),
+        ("ledger", "ledger_2026-11-21\n_01.csv", "does not match"),
+        ("ledger", "ledger_\uff12\uff10\uff12\uff16-11-21.csv", "does not match"),  # full-width digits
+        ("ledger", "ledger_2026-11-21_caf\u00e9.csv", "does not match"),
+        ("ledger", "ledger_2026-11-21_a'b.csv", "does not match"),
+        ("ledger", "ledger_2026-11-21..csv", "does not match"),
     ],
 )
 def test_bad_names_are_explained(folder: str, name: str, problem: str) -> None:

@@ -71,7 +71,7 @@ def ingest(
     for item in ignored:
         if day.isoformat() in item.name:
             context.log.warning(f"ignored {item.name}: {item.reason}")
-    digests = {file.name: digest_file(file.path) for file in files}
+    digests = {file.name: digest_file(file) for file in files}
     deliveries = pl.DataFrame(
         [
             {

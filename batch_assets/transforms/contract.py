@@ -11,10 +11,13 @@ import polars as pl
 SOURCES: tuple[str, ...] = ("ledger", "bank")
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
 
-# <source>/<source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>, relative to the landing root.
+# <source>/<source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>, relative to the landing root. ASCII only
+# and anchored with \Z: `$` would let a trailing newline through, and `\d` would take other scripts' digits,
+# so a name that passes holds nothing that needs quoting anywhere.
 FILE_NAME_PATTERN = re.compile(
-    r"^(?P<source>ledger|bank)_(?P<date>\d{4}-\d{2}-\d{2})(?:_(?P<part>[A-Za-z0-9]+))?"
-    r"\.(?P<format>csv|parquet|jsonl)$"
+    r"^(?P<source>ledger|bank)_(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})(?:_(?P<part>[A-Za-z0-9]+))?"
+    r"\.(?P<format>csv|parquet|jsonl)\Z",
+    re.ASCII,
 )
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("txn_id", "account_id", "booking_date", "amount", "currency")
@@ -41,6 +44,7 @@ RULE_INVALID_AMOUNT = "invalid_amount"
 RULE_INVALID_DATE = "invalid_date"
 RULE_INVALID_CURRENCY = "invalid_currency"
 RULE_BOOKING_DATE_MISMATCH = "booking_date_mismatch"
+RULE_FORMULA_LIKE_TEXT = "formula_like_text"
 RULE_DUPLICATE_TXN_ID = "duplicate_txn_id"
 RULES: tuple[str, ...] = (
     RULE_MISSING_FIELD,
@@ -48,8 +52,12 @@ RULES: tuple[str, ...] = (
     RULE_INVALID_DATE,
     RULE_INVALID_CURRENCY,
     RULE_BOOKING_DATE_MISMATCH,
+    RULE_FORMULA_LIKE_TEXT,
     RULE_DUPLICATE_TXN_ID,
 )
+# The text fields that reach staging, the matches and the exceptions as written, so the ones a spreadsheet
+# opening an export would read: none may start like a formula (see RULE_FORMULA_LIKE_TEXT).
+TEXT_COLUMNS: tuple[str, ...] = ("txn_id", "account_id", "reference", "counterparty", "description")
 
 # File-log statuses.
 STATUS_INGESTED = "ingested"

@@ -14,11 +14,13 @@ from batch_assets.transforms.contract import (
     REQUIRED_COLUMNS,
     RULE_BOOKING_DATE_MISMATCH,
     RULE_DUPLICATE_TXN_ID,
+    RULE_FORMULA_LIKE_TEXT,
     RULE_INVALID_AMOUNT,
     RULE_INVALID_CURRENCY,
     RULE_INVALID_DATE,
     RULE_MISSING_FIELD,
     STAGED_SCHEMA,
+    TEXT_COLUMNS,
 )
 from batch_assets.transforms.references import normalise_reference
 
@@ -26,6 +28,13 @@ AMOUNT_PATTERN = rf"^[+-]?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,2}})?$"
 _TOO_MANY_DECIMALS = r"^[+-]?[0-9]+\.[0-9]{3,}$"
 _TOO_MANY_DIGITS = rf"^[+-]?[0-9]{{{MAX_INTEGER_DIGITS + 1},}}(\.[0-9]*)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# What a spreadsheet opening an export would run as a formula or DDE command: a cell starting with `=` or
+# `@`, or with a `+` or `-` sign that does not start a plain number. Signs alone ("-", "--") are placeholders
+# and a signed number or phone number ("-12.50", "+44 20 7946 0958", "+1 (555) 010-9999") is data, so those
+# stay; "-2+3+cmd|' /C calc'!A0" does not. Leading whitespace is skipped because some importers trim it.
+_FORMULA_START = r"^\s*[=@]"
+_SIGN_START = r"^\s*[+\-]"
+_SIGNED_NUMBER = r"^\s*[+\-][\s+\-]*(?:[0-9.][0-9\s()./\-]*)?$"
 PRIOR_TXN_SCHEMA = {"txn_id": pl.String, "business_date": pl.Date}
 # The trimmed working column that each required field is judged by.
 _CLEANED = {
@@ -41,6 +50,12 @@ def _clean(column: str) -> pl.Expr:
     """Trimmed text, with an empty value read as missing."""
     trimmed = pl.col(column).str.strip_chars()
     return pl.when(trimmed == "").then(None).otherwise(trimmed)
+
+
+def formula_like(text: pl.Expr) -> pl.Expr:
+    """Whether a text value would run as a formula if a spreadsheet opened it; false for null."""
+    starts_with_sign = text.str.contains(_SIGN_START) & ~text.str.contains(_SIGNED_NUMBER)
+    return (text.str.contains(_FORMULA_START) | starts_with_sign).fill_null(False)
 
 
 def txn_id_keys(raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -114,6 +129,16 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
             RULE_BOOKING_DATE_MISMATCH,
             pl.format("booking_date {} is not the file's business date {}", pl.col("_booking_text"), pl.lit(str(business_date))),
         ),
+        # The detail names the field but does not repeat the value: the quarantine export must not carry
+        # the formula in a column of its own making (the raw value stays in its own column, as delivered).
+        *[
+            (
+                formula_like(pl.col(column)),
+                RULE_FORMULA_LIKE_TEXT,
+                pl.lit(f"{column} starts like a spreadsheet formula (=, @, or a + or - that does not start a number)"),
+            )
+            for column in TEXT_COLUMNS
+        ],
     ]
     rule, detail = _first_broken_rule(checks)
     judged = typed.with_columns(rule.alias("rule"), detail.alias("detail"))
