@@ -235,7 +235,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource
     if run.tags.get(WILL_RETRY_TAG) == "true":
         return dg.SkipReason(f"run {run.run_id} failed and is retried; the retry alerts if it fails too")
     failures = context.get_step_failure_events()
-    error = "\n".join(f"{event.step_key}: {_error_text(event)}" for event in failures) or context.failure_event.message
+    error = "\n".join(f"{event.step_key}: {error_text(event)}" for event in failures) or context.failure_event.message
     partition = run.tags.get(PARTITION_TAG)
     raised = alerts.send(
         Alert(
@@ -255,7 +255,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource
     return None if raised else dg.SkipReason(f"run {run.run_id} was alerted before")
 
 
-def _error_text(event: dg.DagsterEvent) -> str:
+def error_text(event: dg.DagsterEvent) -> str:
     """What the step said when it raised dg.Failure, else the exception's message."""
     data = event.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:

@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets import settings
+from batch_assets.alerting import error_text
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import Score, read_truth, score
 
@@ -36,16 +37,9 @@ def run_days(days: Sequence[date]) -> date | None:
             if not result.success:
                 for event in result.all_events:
                     if event.event_type_value == "STEP_FAILURE":
-                        print(f"    {event.step_key}: {_failure_text(event)}", flush=True)
+                        print(f"    {event.step_key}: {error_text(event)}", flush=True)
                 return day
     return None
-
-
-def _failure_text(event: dg.DagsterEvent) -> str:
-    data = event.step_failure_data
-    if data.user_failure_data and data.user_failure_data.description:
-        return data.user_failure_data.description
-    return data.error.message.strip().splitlines()[-1] if data.error else "failed"
 
 
 def day_report(days: Sequence[date] | None = None) -> pl.DataFrame:

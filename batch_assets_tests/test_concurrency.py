@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from batch_assets import alerting, settings
+from batch_assets.assets.common import table_key
 from batch_assets.faults import HOLD_AT, HOLD_DIR
 from batch_assets.operations import daily_job_definition, run_days
 from batch_assets.storage import TABLES, Warehouse
@@ -77,13 +78,11 @@ def alive(pid: int) -> bool:
 
 
 def step_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
-    """Each failed step's error text, as the run's page shows it."""
-    failures = {}
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        data = entry.dagster_event.step_failure_data
-        text = data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description else ""
-        failures[entry.dagster_event.step_key] = text + (data.error.to_string() if data.error else "")
-    return failures
+    """Each failed step's error text, as the failure alert reports it."""
+    return {
+        entry.dagster_event.step_key: alerting.error_text(entry.dagster_event)
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    }
 
 
 @pytest.fixture
@@ -233,7 +232,7 @@ def test_two_runs_of_the_same_day_at_once_leave_one_result(
             recorded = [
                 r.asset_materialization.metadata["commit_seq"].value
                 for r in instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.split(".")), asset_partitions=[D2.isoformat()]), limit=10
+                    dg.AssetRecordsFilter(asset_key=table_key(table), asset_partitions=[D2.isoformat()]), limit=10
                 ).records
             ]
             assert current.commit_seq in recorded, (table, current, recorded)
