@@ -173,6 +173,17 @@ def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[
     `{settings.FILE_QUIET_SECONDS: "0"}` for a sensor test. Its log is `home/dg-dev.log`.
     """
     port = port or free_port()
+    command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    with running_dev_command(home, command, port, overrides, home / "dg-dev.log") as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def running_dev_command(
+    home: Path, command: list[str], port: int, overrides: Mapping[str, str] | None, log: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `command` (a `dg dev` serving on `port`, or a launcher of one) against the data folder `home`;
+    yield the base URL and the process once the UI answers and the code location has loaded."""
     base_url = f"http://127.0.0.1:{port}"
     environ = dev_environment(home, base_url, overrides)
     dagster_home = Path(environ["DAGSTER_HOME"])
@@ -183,8 +194,6 @@ def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[
         pass
     Path(environ[settings.LANDING]).mkdir(parents=True, exist_ok=True)
 
-    log = home / "dg-dev.log"
-    command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as log_file:
         process = subprocess.Popen(
             command,
@@ -197,7 +206,7 @@ def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[
         )
     try:
         _wait_until_ready(process, base_url)
-        yield base_url
+        yield base_url, process
     except BaseException:
         print(f"--- last {LOG_TAIL_LINES} lines of {log} ---\n{log_tail(log)}", file=sys.stderr)
         raise

@@ -28,7 +28,7 @@ from batch_assets.cli import build_parser
 from batch_assets.generator import generate
 from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
 from batch_assets.storage import Warehouse
-from batch_assets_tests.dagster_dev import REPO_ROOT, _stop, _wait_until_ready, dev_environment, free_port, graphql
+from batch_assets_tests.dagster_dev import REPO_ROOT, free_port, graphql, running_dev_command
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_alerting import (  # noqa: F401 (webhook is a fixture)
     Webhook,
@@ -51,26 +51,9 @@ LISTEN = "0A"  # TCP state in /proc/net/tcp
 @contextmanager
 def running_batch_assets_dev(home: Path, port: int, overrides: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """`batch-assets dev --port PORT`, exactly as `make dev` runs it but for the port: no --host given."""
-    environ = dev_environment(home, f"http://127.0.0.1:{port}", overrides)
-    settings.write_instance_config(Path(environ["DAGSTER_HOME"]))
-    with dg.DagsterInstance.from_config(environ["DAGSTER_HOME"]):
-        pass  # create the SQLite storage before the webserver and the daemon race to (KNOWN-TRAPS.md)
-    Path(environ[settings.LANDING]).mkdir(parents=True, exist_ok=True)
     command = [str(Path(sys.executable).with_name("batch-assets")), "dev", "--port", str(port)]
-    log = home / "batch-assets-dev.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_ready(process, f"http://127.0.0.1:{port}")
+    with running_dev_command(home, command, port, overrides, home / "batch-assets-dev.log") as (_, process):
         yield process
-    except BaseException:
-        print(log.read_text(errors="replace")[-5000:], file=sys.stderr)
-        raise
-    finally:
-        _stop(process)
 
 
 def process_tree(root: int) -> set[int]:
