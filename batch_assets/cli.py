@@ -82,7 +82,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_tables(days: list[date] | None, truth: Path | None) -> None:
-    from batch_assets.operations import break_value_report, day_report, print_report, reconciliation_report
+    from batch_assets.operations import (
+        break_value_report,
+        day_report,
+        print_report,
+        reconciliation_report,
+    )
 
     print("\nIngest and staging")
     print_report(day_report(days))

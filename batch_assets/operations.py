@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets import settings
-from batch_assets.alerting import error_text
+from batch_assets.alerts import error_text
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import Score, read_truth, score
 

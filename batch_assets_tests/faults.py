@@ -15,7 +15,7 @@ import pytest
 from batch_assets import settings
 from batch_assets.generator import generate
 from batch_assets.operations import run_days
-from batch_assets.assets.common import table_key
+from batch_assets.stage import table_key
 from batch_assets.storage import TABLES, Warehouse, qualified
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)

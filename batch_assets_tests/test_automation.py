@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from batch_assets.definitions import defs
-from batch_assets.jobs import SERIAL_TAG
-from batch_assets.sensors import Cursor
+from batch_assets.defs.automation.jobs import SERIAL_TAG
+from batch_assets.defs.automation.sensors import Cursor
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 
 D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)

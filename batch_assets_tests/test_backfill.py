@@ -15,16 +15,28 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
+)
 from dagster._core.storage.tags import BACKFILL_ID_TAG
-from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+from dagster_graphql.test.utils import (
+    define_out_of_process_context,
+    execute_dagster_graphql,
+)
 
 from batch_assets import settings
-from batch_assets.definitions import ASSETS, defs
+from batch_assets.definitions import defs
+from batch_assets.defs.automation.jobs import SERIAL_TAG, SERIAL_VALUE
 from batch_assets.generator import generate
-from batch_assets.jobs import SERIAL_TAG, SERIAL_VALUE
 from batch_assets.storage import Warehouse
-from batch_assets_tests.dagster_dev import LAUNCH_BACKFILL, REPO_ROOT, graphql, job_backfill_params, running_dagster_dev
+from batch_assets_tests.dagster_dev import (
+    LAUNCH_BACKFILL,
+    REPO_ROOT,
+    graphql,
+    job_backfill_params,
+    running_dagster_dev,
+)
 
 START = date(2026, 10, 1)
 DAYS = [START + timedelta(days=i) for i in range(30)]
@@ -47,7 +59,7 @@ mutation Cancel($backfillId: String!) {
 
 
 def all_asset_keys() -> list[dg.AssetKey]:
-    return [key for asset in ASSETS for key in asset.keys]
+    return [key for asset in defs.assets for key in asset.keys]
 
 
 def asset_backfill_params() -> dict[str, Any]:

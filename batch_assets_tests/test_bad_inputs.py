@@ -23,11 +23,20 @@ from batch_assets import settings
 from batch_assets.definitions import defs
 from batch_assets.landing import RejectedFile, digest_file, land_file, scan_landing
 from batch_assets.storage import Warehouse
-from batch_assets.transforms.contract import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from batch_assets.transforms.contract import (
+    CONTRACT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+)
 from batch_assets.transforms.validate import formula_like
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_automation import age, tick
-from batch_assets_tests.test_ingest_and_validate import failure_message, materialized, run_day, snapshot
+from batch_assets_tests.test_ingest_and_validate import (
+    failure_message,
+    materialized,
+    run_day,
+    snapshot,
+)
 
 # -- fuzzing the readers -------------------------------------------------------------------------------------
 #

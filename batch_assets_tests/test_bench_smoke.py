@@ -87,7 +87,7 @@ def test_make_profile_ranks_the_pipelines_own_lines_at_a_tiny_size(tmp_path: Pat
     ranked = (out / "profile.txt").read_text().splitlines()[1:]
     # The run itself is the top of the ranking, and the stages' own code is in it.
     assert "run_days" in ranked[0] and ranked[0].lstrip().startswith("100.0%")
-    assert any("batch_assets/assets/validate.py" in line for line in ranked)
+    assert any("batch_assets/defs/validate/assets.py" in line for line in ranked)
 
 
 @pytest.mark.slow

@@ -14,10 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_assets import alerting, settings
-from batch_assets.assets.common import table_key
+from batch_assets import alerts, settings
+from batch_assets.defs.alerting import sensors as alerting
 from batch_assets.faults import HOLD_AT, HOLD_DIR
 from batch_assets.operations import daily_job_definition, run_days
+from batch_assets.stage import table_key
 from batch_assets.storage import TABLES, Warehouse
 from batch_assets_tests.faults import (
     D1,
@@ -80,7 +81,7 @@ def alive(pid: int) -> bool:
 def step_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     """Each failed step's error text, as the failure alert reports it."""
     return {
-        entry.dagster_event.step_key: alerting.error_text(entry.dagster_event)
+        entry.dagster_event.step_key: alerts.error_text(entry.dagster_event)
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     }
 

@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from batch_assets import settings
+from batch_assets.defs.automation.jobs import SERIAL_TAG, TRIGGER_TAG
 from batch_assets.generator import generate
-from batch_assets.jobs import SERIAL_TAG, TRIGGER_TAG
 from batch_assets_tests.dagster_dev import graphql, running_dagster_dev
 
 DAY = date(2026, 11, 2)

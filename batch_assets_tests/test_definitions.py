@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -125,7 +125,7 @@ def test_the_shipped_instance_serialises_writers_retries_crashes_only_and_bounds
 
 def test_every_run_of_the_daily_job_is_serialised_with_the_other_reconciling_runs() -> None:
     # A job tag, so that the UI's launches and `dagster job backfill` carry it without being told.
-    from batch_assets.jobs import SERIAL_TAG, SERIAL_VALUE
+    from batch_assets.defs.automation.jobs import SERIAL_TAG, SERIAL_VALUE
 
     assert defs.resolve_job_def("daily_reconciliation").tags[SERIAL_TAG] == SERIAL_VALUE
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.generator import GenerationReport, Rates, generate
-from batch_assets.generator import files
+from batch_assets.generator import GenerationReport, Rates, files, generate
 from batch_assets.generator import truth as truth_module
 from batch_assets.transforms import contract
 from batch_assets.transforms.references import normalise_reference

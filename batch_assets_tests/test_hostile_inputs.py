@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from batch_assets import settings
+from batch_assets.defs.automation.sensors import Cursor
 from batch_assets.landing import printable_name
-from batch_assets.sensors import Cursor
 from batch_assets.storage import COMMIT_LOG_TABLE, TABLES, Warehouse, qualified
 from batch_assets.transforms.validate import formula_like
 from batch_assets_tests.helpers import csv_text, txn, write_landing

@@ -10,7 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.landing import RejectedFile, digest_file, land_file, printable_name, scan_landing
+from batch_assets.landing import (
+    RejectedFile,
+    digest_file,
+    land_file,
+    printable_name,
+    scan_landing,
+)
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 
 DAY = date(2026, 11, 21)

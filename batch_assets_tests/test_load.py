@@ -15,8 +15,8 @@ import pytest
 
 from batch_assets import settings
 from batch_assets.definitions import defs
+from batch_assets.defs.automation.jobs import SERIAL_TAG, TRIGGER_TAG
 from batch_assets.generator import generate
-from batch_assets.jobs import SERIAL_TAG, TRIGGER_TAG
 from batch_assets.storage import COMMIT_LOG_TABLE, TABLES, Warehouse
 from batch_assets_tests.dagster_dev import REPOSITORY, graphql, running_dagster_dev
 from batch_assets_tests.helpers import csv_text, txn, write_landing

@@ -9,13 +9,13 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import BACKFILL_ID_TAG
 import pytest
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from batch_assets import settings
-from batch_assets.alerting import Alert, AlertResource
+from batch_assets.alerts import Alert, AlertResource
+from batch_assets.defs.automation.jobs import SERIAL_TAG
 from batch_assets.generator import generate
-from batch_assets.jobs import SERIAL_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "operations.md"

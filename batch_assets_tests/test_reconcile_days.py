@@ -12,10 +12,14 @@ import pytest
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from batch_assets.definitions import ASSETS
+from batch_assets.definitions import defs
 from batch_assets.storage import Warehouse
 from batch_assets_tests.helpers import csv_text, txn, write_landing
-from batch_assets_tests.test_ingest_and_validate import check_results, failure_message, run_day
+from batch_assets_tests.test_ingest_and_validate import (
+    check_results,
+    failure_message,
+    run_day,
+)
 
 D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
 RECON = ["recon.matches", "recon.open_items", "recon.exceptions", "recon.summary"]
@@ -115,7 +119,7 @@ def test_a_rerun_changes_data_versions_only_when_the_data_changes(landing: Path,
 
     def status(key: str, day: date) -> StaleStatus:
         # The resolver the Dagster UI uses for its "stale" badges.
-        return get_stale_status_resolver(instance, ASSETS).get_status(dg.AssetKey(key.split("/")), day.isoformat())
+        return get_stale_status_resolver(instance, list(defs.assets)).get_status(dg.AssetKey(key.split("/")), day.isoformat())
 
     before = version("recon/open_items", D1)
     assert run_day(instance, D1).success  # same files: same data versions, nothing downstream goes stale

@@ -21,14 +21,26 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_assets import alerting, settings
+from batch_assets import alerts, settings
 from batch_assets import landing as landing_zone
-from batch_assets.alerting import Alert, AlertResource
+from batch_assets.alerts import Alert, AlertResource
 from batch_assets.cli import build_parser
+from batch_assets.defs.alerting import sensors as alerting
 from batch_assets.generator import generate
-from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
+from batch_assets.landing import (
+    LandingFile,
+    RejectedFile,
+    digest_file,
+    land_file,
+    scan_landing,
+)
 from batch_assets.storage import Warehouse
-from batch_assets_tests.dagster_dev import REPO_ROOT, free_port, graphql, running_dev_command
+from batch_assets_tests.dagster_dev import (
+    REPO_ROOT,
+    free_port,
+    graphql,
+    running_dev_command,
+)
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_alerting import (  # noqa: F401 (webhook is a fixture)
     Webhook,
@@ -156,7 +168,7 @@ def test_the_defaults_and_the_readme_say_loopback() -> None:
 def test_the_webhook_url_has_no_default_in_code_and_is_bound_to_the_environment() -> None:
     assert settings.FIXED_DEFAULTS[settings.ALERT_WEBHOOK_URL] == ""
     assert AlertResource.model_fields["webhook_url"].default == ""
-    bound = alerting.alert_resource().webhook_url
+    bound = alerts.alert_resource().webhook_url
     assert isinstance(bound, dg.EnvVar) and bound.env_var_name == settings.ALERT_WEBHOOK_URL
     code = [p for p in (REPO_ROOT / "batch_assets").rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()]
     assert not [p for p in code if re.search(r"hooks\.slack\.com|https?://[^\s\"']*/hooks/", p.read_text())]

@@ -20,7 +20,12 @@ from batch_assets.transforms.contract import (
     parse_landing_name,
 )
 from batch_assets.transforms.references import normalise_reference
-from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows
+from batch_assets.transforms.validate import (
+    PRIOR_TXN_SCHEMA,
+    judge_rows,
+    quarantined_rows,
+    staged_rows,
+)
 
 DAY = date(2026, 11, 21)
 FILE = "ledger/ledger_2026-11-21.csv"

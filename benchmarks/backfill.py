@@ -23,7 +23,12 @@ from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from batch_assets.generator import generate
-from batch_assets_tests.dagster_dev import LAUNCH_BACKFILL, graphql, job_backfill_params, running_dagster_dev
+from batch_assets_tests.dagster_dev import (
+    LAUNCH_BACKFILL,
+    graphql,
+    job_backfill_params,
+    running_dagster_dev,
+)
 from benchmarks import report
 from benchmarks.run import REPO
 

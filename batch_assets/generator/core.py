@@ -9,7 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from batch_assets.generator import render, truth as truth_files
+from batch_assets.generator import render
+from batch_assets.generator import truth as truth_files
 from batch_assets.generator.files import write_frame, write_json
 from batch_assets.generator.plan import Plan, build_plan
 from batch_assets.generator.rates import Rates

@@ -7,7 +7,12 @@ from datetime import datetime
 
 import polars as pl
 
-from batch_assets.transforms.contract import STATUS_DUPLICATE, STATUS_INGESTED, STATUS_REJECTED, STATUS_SUPERSEDED
+from batch_assets.transforms.contract import (
+    STATUS_DUPLICATE,
+    STATUS_INGESTED,
+    STATUS_REJECTED,
+    STATUS_SUPERSEDED,
+)
 
 FILE_LOG_SCHEMA: dict[str, pl.DataType] = {
     "business_date": pl.Date(),

@@ -7,7 +7,11 @@ from datetime import date
 import polars as pl
 
 from batch_assets.transforms.contract import MONEY
-from batch_assets.transforms.exceptions import CATEGORY_AMOUNT_MISMATCH, STATUS_OPEN, business_day_age
+from batch_assets.transforms.exceptions import (
+    CATEGORY_AMOUNT_MISMATCH,
+    STATUS_OPEN,
+    business_day_age,
+)
 from batch_assets.transforms.matching import PASSES
 
 ALL = "*"  # the account_id (and currency) of total rows

@@ -15,9 +15,15 @@ from pathlib import Path
 import dagster as dg
 
 from batch_assets import settings
-from batch_assets.alerting import Alert, AlertResource
-from batch_assets.jobs import daily_job, run_tags
-from batch_assets.landing import DONE_SUFFIX, LandingFile, RejectedFile, digest_file, scan_landing
+from batch_assets.alerts import Alert, AlertResource
+from batch_assets.defs.automation import jobs
+from batch_assets.landing import (
+    DONE_SUFFIX,
+    LandingFile,
+    RejectedFile,
+    digest_file,
+    scan_landing,
+)
 from batch_assets.partitions import DAILY
 from batch_assets.resources import LandingZoneResource
 from batch_assets.transforms.contract import SOURCES
@@ -97,7 +103,7 @@ def _unstable(files: list[LandingFile], markers: set[str], now_ns: int, quiet_se
 
 
 @dg.sensor(
-    job=daily_job,
+    job=jobs.daily_job,
     name="landing_files",
     # A tick costs a directory listing plus hashing of changed days only (bounded by the page and the
     # hashing budget), so it can look often and start a day soon after its files land.
@@ -187,7 +193,7 @@ def landing_files(
         dg.RunRequest(
             run_key=f"files:{day}:{key}",
             partition_key=day,
-            tags=run_tags("landing_files", **{"batch_assets/content_key": key}),
+            tags=jobs.run_tags("landing_files", **{"batch_assets/content_key": key}),
         )
         for day, key in sorted(ready.items())
     ]
@@ -200,7 +206,7 @@ def landing_files(
     earliest = min(changed, default=None)
     later = sorted(d for d in reconciled if earliest and d > earliest and d not in ready)
     requests += [
-        dg.RunRequest(run_key=f"forward:{day}:{trigger}", partition_key=day, tags=run_tags("landing_files:forward"))
+        dg.RunRequest(run_key=f"forward:{day}:{trigger}", partition_key=day, tags=jobs.run_tags("landing_files:forward"))
         for day in later
     ]
     requests.sort(key=lambda r: r.partition_key)
@@ -267,6 +273,3 @@ def landing_sensor_config() -> LandingSensorConfig:
     return LandingSensorConfig(
         quiet_seconds=dg.EnvVar(settings.FILE_QUIET_SECONDS), page_size=dg.EnvVar(settings.SENSOR_PAGE_SIZE)
     )
-
-
-SENSORS = [landing_files]

@@ -1,4 +1,4 @@
-"""What every stage reports: asset keys of the warehouse tables and the metadata Dagster plots per partition."""
+"""What every stage and check reports: asset keys of the warehouse tables, the metadata Dagster plots per partition, and threshold results."""
 
 from __future__ import annotations
 
@@ -37,3 +37,22 @@ def commit_metadata(record: CommitRecord, started: float, rows_processed: int | 
         "fingerprint": dg.MetadataValue.text(record.fingerprint),
         "commit_seq": dg.MetadataValue.int(record.commit_seq),
     }
+
+
+def threshold_result(
+    value: Decimal, warn: Decimal, error: Decimal, *, higher_is_worse: bool, metadata: dict
+) -> dg.AssetCheckResult:
+    """Pass within WARN; past WARN fail as a warning; past ERROR fail as an error. The numbers judged, and
+    the limits, go into the metadata."""
+    past = (lambda limit: value > limit) if higher_is_worse else (lambda limit: value < limit)
+    return dg.AssetCheckResult(
+        passed=not past(warn),
+        severity=dg.AssetCheckSeverity.ERROR if past(error) else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **metadata,
+            "value": str(value),
+            "warn_limit": str(warn),
+            "error_limit": str(error),
+            "direction": "above is worse" if higher_is_worse else "below is worse",
+        },
+    )

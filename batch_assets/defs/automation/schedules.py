@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from batch_assets.jobs import daily_job, run_tags
+from batch_assets.defs.automation import jobs
 from batch_assets.resources import CalendarResource
 
 # The local time and time zone are settings read when the schedule is evaluated, so the schedule ticks
@@ -13,7 +13,7 @@ TICK_CRON = "*/15 * * * *"
 
 
 @dg.schedule(
-    job=daily_job,
+    job=jobs.daily_job,
     cron_schedule=TICK_CRON,
     name="reconcile_previous_day",
     description="Once a day, after BATCH_ASSETS_SCHEDULE_TIME in BATCH_ASSETS_TIMEZONE, reconcile the previous "
@@ -28,7 +28,4 @@ def reconcile_previous_day(context: dg.ScheduleEvaluationContext, calendar: Cale
             f"{calendar.schedule_time}"
         )
     day = calendar.previous_business_day(now).isoformat()
-    return dg.RunRequest(run_key=f"schedule:{day}", partition_key=day, tags=run_tags("schedule"))
-
-
-SCHEDULES = [reconcile_previous_day]
+    return dg.RunRequest(run_key=f"schedule:{day}", partition_key=day, tags=jobs.run_tags("schedule"))

@@ -6,12 +6,12 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from batch_assets.assets.common import commit_metadata, money_metadata, table_key
+from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
 from batch_assets.faults import fault_point
-from batch_assets.assets.match import OPEN_ITEMS, carried_commit
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
+from batch_assets.stage import commit_metadata, money_metadata, table_key
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES

@@ -5,13 +5,17 @@ import time
 import dagster as dg
 import polars as pl
 
-from batch_assets.assets.common import commit_metadata, money_metadata, table_key
 from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
+from batch_assets.stage import commit_metadata, money_metadata, table_key
 from batch_assets.storage import PartitionWrite
-from batch_assets.transforms.exceptions import CATEGORY_AMOUNT_MISMATCH, classify, exceptions
+from batch_assets.transforms.exceptions import (
+    CATEGORY_AMOUNT_MISMATCH,
+    classify,
+    exceptions,
+)
 
 EXCEPTIONS = "recon.exceptions"
 

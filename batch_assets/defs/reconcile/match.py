@@ -8,13 +8,18 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.storage import ACCOUNT_BUCKET_KEY, CommitRecord, PartitionWrite, Warehouse
+from batch_assets.stage import commit_metadata, table_key
+from batch_assets.storage import (
+    ACCOUNT_BUCKET_KEY,
+    CommitRecord,
+    PartitionWrite,
+    Warehouse,
+)
 from batch_assets.transforms.matching import (
     OPEN_ITEM_SCHEMA,
     PASSES,
@@ -190,4 +195,3 @@ def carried_commit(wh: Warehouse, day) -> CommitRecord | None:
                 allow_retries=False,
             )
     return commit
-

@@ -5,17 +5,22 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
-from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.faults import fault_point
 from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
+from batch_assets.stage import commit_metadata, table_key
 from batch_assets.storage import TXN_ID_BUCKET_KEY, PartitionWrite
 from batch_assets.transforms.contract import SOURCES
-from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows, txn_id_keys
+from batch_assets.transforms.validate import (
+    PRIOR_TXN_SCHEMA,
+    judge_rows,
+    quarantined_rows,
+    staged_rows,
+    txn_id_keys,
+)
 
 QUARANTINE = "staging.quarantine"
 

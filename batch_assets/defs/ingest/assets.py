@@ -7,16 +7,31 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets.assets.common import commit_metadata, table_key
 from batch_assets.faults import fault_point
-from batch_assets.landing import LandingFile, RejectedFile, digest_file, land_file, scan_landing
+from batch_assets.landing import (
+    LandingFile,
+    RejectedFile,
+    digest_file,
+    land_file,
+    scan_landing,
+)
 from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import LandingZoneResource, WarehouseResource, run_identity
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
+from batch_assets.stage import commit_metadata, table_key
 from batch_assets.storage import RAW_AMOUNT_TOTAL_SQL, PartitionWrite, Warehouse
-from batch_assets.transforms.contract import RAW_SCHEMA, SOURCES, STATUS_INGESTED, STATUS_REJECTED
-from batch_assets.transforms.deliveries import DELIVERY_SCHEMA, mark_duplicates, next_file_log
+from batch_assets.transforms.contract import (
+    RAW_SCHEMA,
+    SOURCES,
+    STATUS_INGESTED,
+    STATUS_REJECTED,
+)
+from batch_assets.transforms.deliveries import (
+    DELIVERY_SCHEMA,
+    mark_duplicates,
+    next_file_log,
+)
 
 FILE_LOG = "ops.file_log"
 

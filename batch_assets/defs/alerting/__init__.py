@@ -1,0 +1,1 @@
+"""Alerting: sensors that raise alerts on failures, SLA breaches and bad days."""

@@ -1,0 +1,1 @@
+"""Automation: the daily job, its schedule and the new-file sensor."""

@@ -1,0 +1,1 @@
+"""Ingest: landing files into the raw tables and the file log."""

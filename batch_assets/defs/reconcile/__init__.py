@@ -1,0 +1,1 @@
+"""Reconcile: matching, exceptions and the summary, with the checks of the contract's invariants."""
