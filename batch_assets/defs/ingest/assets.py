@@ -114,7 +114,7 @@ def ingest(
             if outcomes[file.name][0] == STATUS_REJECTED:
                 context.log.error(f"rejected {file.name}: {outcomes[file.name][1]}")
         ingested_elsewhere = wh.query(
-            "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date <> ? "
+            "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date < ? "
             "AND sha256 IN (SELECT sha256 FROM deliveries)",
             [STATUS_INGESTED, day],
             frames={"deliveries": deliveries.select("sha256")},

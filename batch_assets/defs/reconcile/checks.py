@@ -61,7 +61,7 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
         asset=table_key("recon.matches"),
         name="matched_once",
         description="Invariant 3: no item is in two matches — each ledger item in one match row, each bank item in "
-        "one match, on one day only.",
+        "one match, and none matched on an earlier day (a later day that still has it is stale until re-run forward).",
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
@@ -77,14 +77,14 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
               (SELECT count(*) - count(DISTINCT ledger_txn_id) FROM today) AS ledger_repeated,
               (SELECT count(*) FROM (SELECT bank_txn_id FROM today GROUP BY bank_txn_id
                                      HAVING count(DISTINCT match_id) > 1)) AS bank_in_several_matches,
-              (SELECT count(*) FROM recon.matches m WHERE m.business_date <> $day
+              (SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
                  AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
-                      OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))) AS matched_on_other_days,
+                      OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))) AS matched_on_earlier_days,
               (SELECT count(*) FROM today) AS match_rows
             """,
             {"day": day},
         ).row(0, named=True)
-        passed = counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_other_days"] == 0
+        passed = counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_earlier_days"] == 0
         return dg.AssetCheckResult(passed=passed, metadata=counts)
 
     return matched_once

@@ -64,7 +64,8 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=table_key(staging),
         name="txn_id_unique",
-        description=f"Invariant 3: each {source} txn_id of the day is staged once, on no other day either.",
+        description=f"Invariant 3: each {source} txn_id of the day is staged once, and on no earlier day: the first "
+        "occurrence in business-date order wins, so a later day's copy is that day's duplicate, found when it is re-run.",
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
@@ -74,19 +75,19 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         table = qualified(staging)
-        (within, across, rows) = warehouse.open(context.log).query(
+        (within, earlier, rows) = warehouse.open(context.log).query(
             f"""
             WITH today AS (SELECT txn_id FROM {table} WHERE business_date = $day)
             SELECT (SELECT count(*) - count(DISTINCT txn_id) FROM today) AS within_day,
                    (SELECT count(*) FROM {table} other
-                    WHERE other.business_date <> $day AND other.txn_id IN (SELECT txn_id FROM today)) AS across_days,
+                    WHERE other.business_date < $day AND other.txn_id IN (SELECT txn_id FROM today)) AS on_earlier_days,
                    (SELECT count(*) FROM today) AS rows
             """,
             {"day": day},
         ).row(0)
         return dg.AssetCheckResult(
-            passed=within == 0 and across == 0,
-            metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_other_days": across},
+            passed=within == 0 and earlier == 0,
+            metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
         )
 
     return txn_id_unique
