@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets import settings
+from batch_assets import dagster_internals, settings
 from batch_assets.alerts import error_text
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import Score, read_truth, score
@@ -166,10 +166,11 @@ def cancel_run(run_id: str, force: bool = False) -> str:
             raise SystemExit(f"no run {run_id} in {os.environ['DAGSTER_HOME']}")
         if run.is_finished:
             return f"run {run_id} already ended: {run.status.value}"
-        instance.run_coordinator.cancel_run(run_id)
+        dagster_internals.cancel_run(instance, run_id)
         run = instance.get_run_by_id(run_id)
         if force and not run.is_finished:
-            instance.report_run_canceled(run, message="Marked canceled by `batch-assets cancel --force`: its worker did not answer.")
+            message = "Marked canceled by `batch-assets cancel --force`: its worker did not answer."
+            dagster_internals.mark_canceled(instance, run, message)
         return f"run {run_id}: {instance.get_run_by_id(run_id).status.value}"
 
 
@@ -187,10 +188,11 @@ def reexecute_from_failure(run_id: str) -> bool:
         if parent is None:
             raise SystemExit(f"no run {run_id} in {os.environ['DAGSTER_HOME']}")
         options = dg.ReexecutionOptions.from_failure(run_id, instance)
-        if parent.is_finished and instance.event_log_storage.supports_global_concurrency_limits:
+        if parent.is_finished:
             # A step killed with its worker never gave back its pool slot, and the warehouse pool has one:
-            # the re-execution would wait for it forever. The parent has ended, so nothing of it holds a slot.
-            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            # the re-execution would wait for it forever, or, with a daemon running, until it frees the slots
+            # of runs ended free_slots_after_run_end_seconds ago. The parent has ended: its slots are stale.
+            dagster_internals.free_pool_slots(instance, run_id)
         # The partition lives in the parent's tags; execute_job does not carry them over by itself.
         tags = {k: v for k, v in parent.tags.items() if k.startswith(("dagster/partition", "batch_assets/"))}
         with dg.execute_job(

@@ -270,19 +270,58 @@ def test_failed_checks_alert_by_severity_once_each(
     }
     assert alert["url"].endswith(f"/runs/{alert['run_id']}")
     assert len(hooked.bodies) == 1
-    assert again.cursor == first.cursor and again.skip_message.startswith("nothing to alert: 0 new check evaluations")
+    assert again.cursor == first.cursor and again.skip_message.startswith("nothing to alert: 0 new ended runs")
     assert replay.skip_message.startswith("nothing to alert") and replay.cursor == first.cursor
 
-    # With WARN alerts on, a backlog read one evaluation a tick raises the two match-rate warnings, once.
+    # With WARN alerts on, a backlog read one ended run a tick raises the two match-rate warnings, once.
     monkeypatch.setenv(settings.ALERT_ON_WARN, "true")
     monkeypatch.setattr(alerting, "EVENTS_PER_TICK", 1)
     cursor, ticks = None, 0
     while (result := tick(alerting.check_failure_alert, instance, cursor)).cursor != cursor:
         cursor, ticks = result.cursor, ticks + 1
-    assert cursor == first.cursor and ticks > 3
+    assert cursor == first.cursor and ticks == 2  # the runs of D1 and D2
     raised = sorted((a["details"]["check"], a["severity"], a["business_date"]) for a in alert_lines(home / "alerts.jsonl"))
     assert raised == [("break_value", "ERROR", str(D2)), ("match_rate", "WARN", str(D1)), ("match_rate", "WARN", str(D2))]
     assert len(hooked.bodies) == 3
+
+
+@dg.asset
+def bank_total() -> int:
+    return 1
+
+
+@dg.asset_check(asset=bank_total)
+def bank_total_balances() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description="off by one")
+
+
+@dg.asset(deps=[bank_total])
+def bank_report() -> None:
+    raise dg.Failure("the report failed after the check")
+
+
+def test_failed_checks_of_failed_runs_alert_too_and_runs_are_read_in_the_order_they_ended(
+    home: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = [bank_total, bank_total_balances]
+    runs = [
+        dg.materialize(checked, instance=instance),
+        dg.materialize([*checked, bank_report], instance=instance, raise_on_error=False),
+        dg.materialize(checked, instance=instance),
+    ]
+    assert [run.success for run in runs] == [True, False, True]
+
+    # One ended run a tick: a success, a failure and a success again, none skipped, none alerted twice.
+    monkeypatch.setattr(alerting, "EVENTS_PER_TICK", 1)
+    cursor, alerted = None, []
+    while (result := tick(alerting.check_failure_alert, instance, cursor)).cursor != cursor:
+        cursor = result.cursor
+        alerted.append([alert["run_id"] for alert in alert_lines(home / "alerts.jsonl")])
+    ids = [run.run_id for run in runs]
+    assert alerted == [ids[:1], ids[:2], ids]
+    assert {alert["key"] for alert in alert_lines(home / "alerts.jsonl")} == {
+        f"check:bank_total:bank_total_balances::{run_id}" for run_id in ids
+    }
 
 
 def test_a_bad_day_alerts_its_exception_rate_and_break_value(

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from batch_assets import settings
+from batch_assets import dagster_internals, settings
 from batch_assets.alerts import Alert, AlertResource, error_text
 from batch_assets.resources import CalendarResource, ThresholdsResource
 
@@ -18,6 +18,7 @@ PARTITION_TAG = "dagster/partition"  # the tag Dagster puts on a partitioned run
 WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run when run_retries will start another attempt
 # Events read per tick; the cursor pages through a longer backlog over the following ticks.
 EVENTS_PER_TICK = 200
+RUN_ENDS = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED)
 _BREAK_VALUE = re.compile(r"break_value_([A-Z]{3})$")
 
 
@@ -79,24 +80,37 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource
 @_alert_sensor(
     "check_failure_alert",
     30,
-    f"Alerts on failed asset checks of ERROR severity, and of WARN severity when {settings.ALERT_ON_WARN} is true.",
+    f"Alerts, once a run has ended, on its failed asset checks of ERROR severity, and of WARN severity when "
+    f"{settings.ALERT_ON_WARN} is true.",
 )
 def check_failure_alert(context: dg.SensorEvaluationContext, alerts: AlertResource) -> dg.SkipReason | None:
-    # Check evaluations are copied to the event log's cross-run index under a global, increasing id, on
-    # SQLite too; instance.get_event_records refuses a storage-id cursor for them on run-sharded SQLite.
-    entries = context.instance.event_log_storage.get_logs_for_all_runs_by_log_id(
-        after_cursor=int(context.cursor or -1),
-        dagster_event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-        limit=EVENTS_PER_TICK,
-    )
+    # Dagster has no public read of check evaluations across runs, but it has one of run ends: the sensor
+    # pages through those and reads each ended run's evaluations. Both kinds of event share one sequence of
+    # storage ids, so a cursor saved when the sensor paged through the evaluations themselves still holds.
+    ended = _ended_runs(context.instance, int(context.cursor) if context.cursor else None, EVENTS_PER_TICK)
     warn = alerts.warn_alerts()
     raised = 0
-    for entry in entries.values():
-        evaluation = entry.dagster_event.event_specific_data
-        if evaluation.passed or (evaluation.severity != dg.AssetCheckSeverity.ERROR and not warn):
-            continue
-        raised += alerts.send(_check_alert(alerts, entry, evaluation), context.log)
-    return _finish_page(context, entries, raised, "check evaluations")
+    for run_id in dict.fromkeys(record.run_id for record in ended):
+        for entry in dagster_internals.check_evaluations(context.instance, run_id):
+            evaluation = entry.dagster_event.event_specific_data
+            if evaluation.passed or (evaluation.severity != dg.AssetCheckSeverity.ERROR and not warn):
+                continue
+            raised += alerts.send(_check_alert(alerts, entry, evaluation), context.log)
+    return _finish_page(context, (record.storage_id for record in ended), raised, "ended runs")
+
+
+def _ended_runs(instance: dg.DagsterInstance, after: int | None, limit: int) -> list[dg.EventLogRecord]:
+    """The first `limit` run-end events (success, failure or cancel) after storage id `after`, oldest first."""
+    records = [
+        record
+        for event_type in RUN_ENDS
+        for record in instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(event_type, after_storage_id=after), limit=limit, ascending=True
+        ).records
+    ]
+    # All three kinds share the event log's storage ids, and each list is complete up to its own last id:
+    # the lowest `limit` ids of the three leave no gap for the next tick to skip.
+    return sorted(records, key=lambda record: record.storage_id)[:limit]
 
 
 def _check_alert(alerts: AlertResource, entry: dg.EventLogEntry, evaluation: dg.AssetCheckEvaluation) -> Alert:

@@ -1,0 +1,33 @@
+"""The Dagster calls we need that dagster 1.13 has no public API for; test_dagster_internals.py pins each one."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
+    """The asset check evaluations logged by one run, oldest first."""
+    # Not marked @public, but the public RunFailureSensorContext.get_step_failure_events reads a run's
+    # events through this same instance method, so it is the least likely to move.
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [record.event_log_entry for record in records]
+
+
+def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Give back the pool slots that the steps of an ended run still hold; nothing where pools are unsupported.
+
+    The daemon does the same for runs ended `run_monitoring.free_slots_after_run_end_seconds` ago, and the
+    UI's "free concurrency slots" button likewise calls the event log storage: there is no public call."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
+
+
+def cancel_run(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Ask the instance's run coordinator to cancel a run, as the UI's Terminate button does."""
+    instance.run_coordinator.cancel_run(run_id)
+
+
+def mark_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """Record a run as canceled when nothing answered the cancel request (its worker is dead)."""
+    instance.report_run_canceled(run, message=message)
