@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import field_validator
 
 from batch_assets import settings
+from batch_assets.settings import Settings, setting, under_home
 
 SLACK_BLOCK_LIMIT = 3000  # Slack rejects a section block with longer text
 _LOG = logging.getLogger("batch_assets.alerts")
@@ -48,33 +50,54 @@ class Alert:
         return {name: value for name, value in asdict(self).items() if value not in (None, {})}
 
 
-class AlertResource(dg.ConfigurableResource):
+class AlertResource(Settings):
     """Where alerts go: the log, a JSONL file (the record of every alert, and what de-duplicates them) and an
     optional Slack-compatible incoming webhook."""
 
-    alert_file: str
-    webhook_url: str = ""
-    alert_on_warn: str = "false"
-    exception_rate_alert: str = "0.10"
-    ui_url: str = "http://127.0.0.1:3000"
+    alert_file: str = setting("alerts.jsonl", settings.ALERT_FILE, "JSONL file every alert is appended to", kind="path")
+    webhook_url: str = setting(
+        "",
+        settings.ALERT_WEBHOOK_URL,
+        "Slack-compatible incoming-webhook URL alerts are POSTed to; empty for none",
+        kind="URL",
+        secret=True,  # a Slack webhook URL is a credential
+        pattern=r"^(https?://\S+)?$",
+    )
+    alert_on_warn: bool = setting(
+        False, settings.ALERT_ON_WARN, "true to alert on failed WARN-severity checks too, not only ERROR ones"
+    )
+    exception_rate_alert: str = setting(
+        "0.10",
+        settings.EXCEPTION_RATE_ALERT,
+        "exceptions / candidate items of a day above which an alert is raised",
+        kind="decimal",
+    )
+    ui_url: str = setting(
+        "http://127.0.0.1:3000", settings.UI_URL, "the Dagster UI's address, for links in alerts", kind="URL"
+    )
     webhook_timeout_seconds: float = 10.0
     webhook_attempts: int = 4
     webhook_backoff_seconds: float = 1.0
 
+    @field_validator("exception_rate_alert")
+    @classmethod
+    def _is_decimal(cls, value: str) -> str:
+        try:
+            Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number such as 0.10") from None
+        return value
+
+    @property
+    def path(self) -> Path:
+        return under_home(self.alert_file)
+
     def warn_alerts(self) -> bool:
         """Whether failed WARN-severity checks alert too."""
-        flag = {"true": True, "false": False}.get(self.alert_on_warn.strip().lower())
-        if flag is None:
-            raise dg.Failure(f"{settings.ALERT_ON_WARN}={self.alert_on_warn!r} must be true or false")
-        return flag
+        return self.alert_on_warn
 
     def exception_rate_limit(self) -> Decimal:
-        try:
-            return Decimal(self.exception_rate_alert)
-        except InvalidOperation:
-            raise dg.Failure(
-                f"{settings.EXCEPTION_RATE_ALERT}={self.exception_rate_alert!r} is not a decimal number"
-            ) from None
+        return Decimal(self.exception_rate_alert)
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
@@ -84,7 +107,7 @@ class AlertResource(dg.ConfigurableResource):
 
         The record is written even when the webhook fails, with the webhook's outcome in it."""
         log = log or _LOG
-        path = Path(self.alert_file)
+        path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a+", encoding="utf-8") as file:
             # Held from the key lookup to the append, so two sensor ticks cannot both raise one event.
@@ -180,17 +203,6 @@ def slack_message(record: Mapping[str, Any]) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{record['kind']} · `{record['key']}`"}]},
         ],
     }
-
-
-def alert_resource() -> AlertResource:
-    """The alert resource of the code location, every setting bound to an environment variable."""
-    return AlertResource(
-        alert_file=dg.EnvVar(settings.ALERT_FILE),
-        webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL),
-        alert_on_warn=dg.EnvVar(settings.ALERT_ON_WARN),
-        exception_rate_alert=dg.EnvVar(settings.EXCEPTION_RATE_ALERT),
-        ui_url=dg.EnvVar(settings.UI_URL),
-    )
 
 
 def error_text(event: dg.DagsterEvent) -> str:

@@ -33,19 +33,34 @@ def _days(start: date, count: int) -> list[date]:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    """Print every setting as a shell export, defaults filled in: `eval "$(batch-assets env)"`."""
-    values = settings.environment_with_defaults(os.environ, Path.cwd())
-    for name, value in values.items():
-        print(f"# {settings.DESCRIPTIONS.get(name, '')}")
-        print(f"export {name}={shlex.quote(value)}")
+    """Print every setting as a shell export with the value a run started now would use (the variable where set,
+    else the default): `eval "$(batch-assets env)"`."""
+    from batch_assets.definitions import defs
+
+    if args.markdown:
+        print(settings.settings_table(defs.resources), end="")
+        return 0
+    launch = settings.data_environment(settings.data_home())
+    for row in settings.setting_rows(defs.resources):
+        value = os.environ.get(row.variable, launch.get(row.variable, row.default))
+        if row.type == "path" and row.variable not in launch:
+            value = str(settings.under_home(value))  # absolute, so that shell commands can use it as it is
+        print(f"# {row.description}")
+        print(f"export {row.variable}={shlex.quote(value)}")
     return 0
+
+
+def _landing() -> Path:
+    from batch_assets.resources import LandingZoneResource
+
+    return LandingZoneResource().with_environment(os.environ).path
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from batch_assets.generator import generate
 
-    values = settings.apply_defaults()
-    landing = Path(args.landing or values[settings.LANDING])
+    settings.apply_launch_environment()
+    landing = Path(args.landing) if args.landing else _landing()
     report = generate(
         start=args.start,
         days=args.days,
@@ -65,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daily job for each day from --start, in order, stopping at the first failed day."""
     from batch_assets.operations import run_days
 
-    settings.apply_defaults()
+    settings.apply_launch_environment()
     days = _days(args.start, args.days)
     failed = run_days(days)
     if failed is not None:
@@ -76,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the per-day ingest and reconciliation tables from the warehouse."""
-    settings.apply_defaults()
+    settings.apply_launch_environment()
     _print_tables(_days(args.start, args.days) if args.start else None, Path(args.truth) if args.truth else None)
     return 0
 
@@ -102,10 +117,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from batch_assets.generator import generate
     from batch_assets.operations import run_days
 
-    values = settings.apply_defaults()
+    settings.apply_launch_environment()
     days = _days(args.start, args.days)
-    landing = Path(values[settings.LANDING])
-    truth = Path(values[settings.HOME]) / "truth"
+    landing = _landing()
+    truth = settings.data_home() / "truth"
     print(f"generating {args.days} days x {args.rows} ledger rows into {landing}")
     generate(start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth)
     failed = run_days(days)
@@ -113,17 +128,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if failed is not None:
         print(f"{failed} failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
         return 1
-    print(f"\nData: {values[settings.HOME]}. Open the Dagster UI with `make dev` to see the runs, checks and plots.")
+    print(f"\nData: {settings.data_home()}. Open the Dagster UI with `make dev` to see the runs, checks and plots.")
     return 0
 
 
 def cmd_files(args: argparse.Namespace) -> int:
     """What was delivered for a day, and what happened to each file."""
+    import polars as pl
+
     from batch_assets.operations import file_report, print_report, quarantine_report
 
-    settings.apply_defaults()
+    settings.apply_launch_environment()
     print(f"Files of {args.day}")
-    print_report(file_report(args.day))
+    # Names and reasons whole, wrapped in their cells: a reason cut short does not tell what to fix.
+    with pl.Config(fmt_str_lengths=2000):
+        print_report(file_report(args.day))
     counts, rows = quarantine_report(args.day, args.rows)
     print(f"\nQuarantined rows of {args.day} per rule")
     print_report(counts)
@@ -135,7 +154,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from batch_assets.operations import cancel_run
 
-    settings.apply_defaults()
+    settings.apply_launch_environment()
     print(cancel_run(args.run_id, force=args.force))
     return 0
 
@@ -143,14 +162,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_reexecute(args: argparse.Namespace) -> int:
     from batch_assets.operations import reexecute_from_failure
 
-    settings.apply_defaults()
+    settings.apply_launch_environment()
     return 0 if reexecute_from_failure(args.run_id) else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the Dagster webserver and daemon for this code location, bound to loopback by default."""
-    values = settings.apply_defaults()
-    settings.write_instance_config(Path(values["DAGSTER_HOME"]))
+    values = settings.apply_launch_environment()
     dg = Path(sys.executable).with_name("dg")
     command = [str(dg), "dev", "--host", args.host, "--port", str(args.port)]
     print("starting", " ".join(command), f"(DAGSTER_HOME={values['DAGSTER_HOME']})", flush=True)
@@ -163,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     env = commands.add_parser("env", help="print the settings as shell exports, defaults filled in")
+    env.add_argument("--markdown", action="store_true", help="print the settings table of the README instead")
     env.set_defaults(func=cmd_env)
 
     gen = commands.add_parser("generate", help="write realistic sample landing files (and ground truth)")
@@ -171,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=_positive, required=True, help="ledger rows per day")
     gen.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--landing", help="landing folder (default $BATCH_ASSETS_LANDING)")
+    gen.add_argument("--landing", help="landing folder (default: the landing setting, $BATCH_ASSETS_LANDING)")
     gen.add_argument("--truth", help="write the ground truth here")
     gen.add_argument("--parts", type=_positive, default=1, help="files per source and day")
     gen.set_defaults(func=cmd_generate)

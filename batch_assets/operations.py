@@ -13,10 +13,16 @@ import polars as pl
 
 from batch_assets import dagster_internals, settings
 from batch_assets.alerts import error_text
+from batch_assets.resources import WarehouseResource
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import Score, read_truth, score
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def warehouse() -> Warehouse:
+    """The warehouse the runs write, as the settings in this process's environment name it."""
+    return WarehouseResource().with_environment(os.environ).open()
 
 
 def run_days(days: Sequence[date]) -> date | None:
@@ -24,7 +30,7 @@ def run_days(days: Sequence[date]) -> date | None:
     shows in the UI. Returns the first day that failed (later days are not run), or None."""
     from batch_assets.definitions import defs
 
-    settings.write_instance_config(Path(os.environ["DAGSTER_HOME"]))
+    settings.apply_launch_environment()
     job = defs.resolve_job_def("daily_reconciliation")
     with dg.DagsterInstance.get() as instance:
         for day in days:
@@ -44,7 +50,7 @@ def run_days(days: Sequence[date]) -> date | None:
 
 def day_report(days: Sequence[date] | None = None) -> pl.DataFrame:
     """One row per business day: files, rows per stage and side, quarantine and amount totals."""
-    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    wh = warehouse()
     report = wh.query(
         """
         WITH files AS (
@@ -72,7 +78,7 @@ def day_report(days: Sequence[date] | None = None) -> pl.DataFrame:
 def reconciliation_report(days: Sequence[date] | None = None, truth: Path | None = None) -> pl.DataFrame:
     """One row per reconciled business day: match rate, matches, breaks and their value, open items; with
     `truth` (the generator's ground-truth folder) also the precision and recall of that day's matches."""
-    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    wh = warehouse()
     report = wh.query(
         """
         SELECT business_date, ledger_items AS ledger, bank_items AS bank,
@@ -98,7 +104,7 @@ def reconciliation_report(days: Sequence[date] | None = None, truth: Path | None
 def break_value_report(days: Sequence[date] | None = None) -> pl.DataFrame:
     """Break value (ledger plus bank side, absolute) per business day and currency, one column per currency:
     money in different currencies is never added up."""
-    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    wh = warehouse()
     values = wh.query(
         """
         SELECT business_date, currency, break_value_ledger + break_value_bank AS break_value
@@ -118,7 +124,7 @@ def day_score(day: date, truth: Path) -> Score | None:
     side is booked that day), or None when the truth folder has nothing for the day."""
     if not (truth / day.isoformat() / "pairs.parquet").exists():
         return None
-    matches = Warehouse(os.environ[settings.WAREHOUSE]).read_partition("recon.matches", day)
+    matches = warehouse().read_partition("recon.matches", day)
     return score(matches, read_truth(truth, [day]))
 
 
@@ -130,7 +136,7 @@ def print_report(report: pl.DataFrame) -> None:
 
 def file_report(day: date) -> pl.DataFrame:
     """Every file delivered for a business day: status (ingested, rejected, duplicate, superseded), why, rows."""
-    return Warehouse(os.environ[settings.WAREHOUSE]).query(
+    return warehouse().query(
         "SELECT file_name, status, reason, row_count, size_bytes, sha256 FROM ops.file_log "
         "WHERE business_date = ? ORDER BY file_name",
         [day],
@@ -139,7 +145,7 @@ def file_report(day: date) -> pl.DataFrame:
 
 def quarantine_report(day: date, limit: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A business day's quarantined rows: the count per source and rule, and the first rows with file and line."""
-    wh = Warehouse(os.environ[settings.WAREHOUSE])
+    wh = warehouse()
     counts = wh.query(
         "SELECT source, rule, count(*) AS rows FROM staging.quarantine WHERE business_date = ? "
         "GROUP BY ALL ORDER BY source, rule",

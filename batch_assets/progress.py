@@ -6,8 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import dagster as dg
-from pydantic import Field
+from batch_assets.settings import PROGRESS_SECONDS, Settings, setting
 
 
 def _duration(seconds: float) -> str:
@@ -64,14 +63,10 @@ class Progress:
             self.log.info(self.message(note))
 
 
-class ProgressResource(dg.ConfigurableResource):
+class ProgressResource(Settings):
     """How often long steps log their progress."""
 
-    interval_seconds: str = Field(default="10", description="seconds between progress lines")
+    interval_seconds: float = setting(10.0, PROGRESS_SECONDS, "how often long steps log rows done, rate and ETA", gt=0)
 
     def tracker(self, log: Any, stage: str, total: int, unit: str = "rows") -> Progress:
-        try:
-            interval = float(self.interval_seconds)
-        except ValueError:
-            raise dg.Failure(f"progress interval {self.interval_seconds!r} is not a number of seconds") from None
-        return Progress(log, stage, total, unit, interval_seconds=interval)
+        return Progress(log, stage, total, unit, interval_seconds=self.interval_seconds)

@@ -1,115 +1,195 @@
-"""Dagster resources: the warehouse, the landing zone, thresholds, matching and the calendar, each configured from EnvVars."""
+"""Dagster resources: the warehouse, the landing zone, thresholds, matching and the calendar, each field a setting."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from batch_assets import settings
-from batch_assets.progress import ProgressResource
+from batch_assets.settings import Settings, setting, under_home
 from batch_assets.storage import RunIdentity, Warehouse
 from batch_assets.transforms.matching import MatchParameters
 
+# What DuckDB's memory_limit accepts: a number and a unit (2GB, 1.5GiB, 500MB), or empty for DuckDB's default.
+MEMORY_SIZE = r"(?i)^$|^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)\s*$"
 
-class WarehouseResource(DuckDBResource):
+
+class WarehouseResource(Settings, DuckDBResource):
     """The DuckDB warehouse file. dagster-duckdb holds the configuration; storage.py owns the
     transactions and the lock retries (the stock retry waits ~100 s in silence, ours logs the holder)."""
 
-    lock_timeout_seconds: str = Field(default="60", description="seconds to wait for another process's lock")
-    threads: str = Field(default="0", description="DuckDB threads; 0 means DuckDB's default")
-    memory_limit: str = Field(default="", description="DuckDB memory_limit such as '2GB'; empty for default")
-    scratch_dir: str = Field(default="", description="spill folder; empty means <warehouse folder>/scratch")
-    bucket_rows: str = Field(default="1000000", description="rows a side per bucket of validate and match")
+    database: str = setting("warehouse.duckdb", settings.WAREHOUSE, "the DuckDB file", kind="path")
+    lock_timeout_seconds: float = setting(
+        60.0, settings.LOCK_TIMEOUT_SECONDS, "how long a run waits for another process's lock on the warehouse", ge=0
+    )
+    threads: int = setting(0, settings.DUCKDB_THREADS, "DuckDB threads; 0 means one per core", ge=0)
+    memory_limit: str = setting(
+        "",
+        settings.DUCKDB_MEMORY_LIMIT,
+        "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
+        kind="size",
+        pattern=MEMORY_SIZE,
+    )
+    scratch_dir: str = setting("scratch", settings.SCRATCH, "spill files for streaming writes", kind="path")
+    bucket_rows: int = setting(
+        1_000_000,
+        settings.BUCKET_ROWS,
+        "rows per bucket: validate, match and summary take a bigger day in slices of about this many rows a side",
+        ge=1,
+    )
+
+    @property
+    def path(self) -> Path:
+        return under_home(self.database)
 
     def open(self, log: Any = None) -> Warehouse:
         config: dict[str, Any] = dict(self.connection_config)
-        if int(self.threads) > 0:
-            config["threads"] = int(self.threads)
+        if self.threads > 0:
+            config["threads"] = self.threads
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
         return Warehouse(
-            self.database,
-            lock_timeout_seconds=float(self.lock_timeout_seconds),
+            self.path,
+            lock_timeout_seconds=self.lock_timeout_seconds,
             config=config,
-            scratch_dir=self.scratch_dir or None,
-            bucket_rows=int(self.bucket_rows),
+            scratch_dir=under_home(self.scratch_dir),
+            bucket_rows=self.bucket_rows,
             log=log,
         )
 
 
-class LandingZoneResource(dg.ConfigurableResource):
+class LandingZoneResource(Settings):
     """The folder where ledger/ and bank/ files land."""
 
-    root: str
+    root: str = setting("landing", settings.LANDING, "where ledger/ and bank/ files land", kind="path")
 
     @property
     def path(self) -> Path:
-        return Path(self.root)
+        return under_home(self.root)
 
 
-class ThresholdsResource(dg.ConfigurableResource):
+def _decimal(name: str, value: str) -> str:
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{name} {value!r} is not a decimal number such as 0.05") from None
+    return value
+
+
+class ThresholdsResource(Settings):
     """Check thresholds, as decimal strings (money and rates are never floats here). Past WARN a check warns;
     past ERROR it fails."""
 
-    quarantine_rate_warn: str = "0.01"
-    quarantine_rate_error: str = "0.05"
-    match_rate_warn: str = "0.85"
-    match_rate_error: str = "0.60"
-    break_value_warn: str = "1000000.00"
-    break_value_error: str = "10000000.00"
-    amount_mismatch_warn: str = "1000"
-    amount_mismatch_error: str = "10000"
+    quarantine_rate_warn: str = setting(
+        "0.01", settings.QUARANTINE_RATE_WARN, "quarantined/raw rows above which the quarantine check warns", kind="decimal"
+    )
+    quarantine_rate_error: str = setting(
+        "0.05", settings.QUARANTINE_RATE_ERROR, "quarantined/raw rows above which the quarantine check fails and blocks", kind="decimal"
+    )
+    match_rate_warn: str = setting(
+        "0.85", settings.MATCH_RATE_WARN, "match rate (matched / candidate items) below which the match-rate check warns", kind="decimal"
+    )
+    match_rate_error: str = setting("0.60", settings.MATCH_RATE_ERROR, "match rate below which the match-rate check fails", kind="decimal")
+    break_value_warn: str = setting(
+        "1000000.00",
+        settings.BREAK_VALUE_WARN,
+        "break value (sum of absolute amounts, per currency) above which the check warns",
+        kind="decimal",
+    )
+    break_value_error: str = setting(
+        "10000000.00", settings.BREAK_VALUE_ERROR, "break value per currency above which the check fails", kind="decimal"
+    )
+    amount_mismatch_warn: str = setting(
+        "1000", settings.AMOUNT_MISMATCH_WARN, "count of amount mismatches above which the check warns", kind="decimal"
+    )
+    amount_mismatch_error: str = setting(
+        "10000", settings.AMOUNT_MISMATCH_ERROR, "count of amount mismatches above which the check fails", kind="decimal"
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _is_decimal(cls, value: str, info: ValidationInfo) -> str:
+        return _decimal(info.field_name or "threshold", value)
+
+    @model_validator(mode="after")
+    def _warn_before_error(self) -> Self:
+        for name, lower_is_worse in (("quarantine_rate", False), ("match_rate", True), ("break_value", False), ("amount_mismatch", False)):
+            warn, error = self.value(f"{name}_warn"), self.value(f"{name}_error")
+            if (warn < error) if lower_is_worse else (warn > error):
+                raise ValueError(f"{name}_warn {warn} is past {name}_error {error}: WARN must come before ERROR")
+        return self
 
     def value(self, name: str) -> Decimal:
         """A threshold as an exact decimal."""
-        raw = getattr(self, name)
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            raise dg.Failure(f"threshold {name}={raw!r} is not a decimal number") from None
-        return value
+        return Decimal(getattr(self, name))
 
 
-class MatchingResource(dg.ConfigurableResource):
+class MatchingResource(Settings):
     """The matching contract's day counts."""
 
-    carry_days: int = 5
-    date_tolerance_days: int = 2
-    grace_days: int = 2
+    carry_days: int = setting(
+        5, settings.CARRY_DAYS, "days an unmatched item stays a matching candidate before it expires as a standing break", ge=0
+    )
+    date_tolerance_days: int = setting(
+        2, settings.DATE_TOLERANCE_DAYS, "how far apart booking dates may be in the amount_date pass", ge=0
+    )
+    grace_days: int = setting(
+        2, settings.GRACE_DAYS, "age up to which an open item is a timing difference rather than a break", ge=0
+    )
 
     def parameters(self) -> MatchParameters:
-        if min(self.carry_days, self.date_tolerance_days, self.grace_days) < 0:
-            raise dg.Failure("carry_days, date_tolerance_days and grace_days must not be negative")
         return MatchParameters(self.carry_days, self.date_tolerance_days, self.grace_days)
 
 
-class CalendarResource(dg.ConfigurableResource):
+class CalendarResource(Settings):
     """When the business day is reconciled: the time zone, the schedule's local time and the SLA deadline."""
 
-    timezone: str = "UTC"
-    schedule_time: str = "06:00"
-    sla_deadline: str = "09:00"
+    timezone: str = setting(
+        "UTC", settings.TIMEZONE, "IANA time zone of the business day, the schedule and the SLA deadline, such as Europe/Oslo",
+        kind="time zone",
+    )
+    schedule_time: str = setting(
+        "06:00", settings.SCHEDULE_TIME, "local time (HH:MM) at which the schedule reconciles the previous business day",
+        kind="HH:MM",
+    )
+    sla_deadline: str = setting(
+        "09:00",
+        settings.SLA_DEADLINE,
+        "local time (HH:MM) by which the previous business day must be reconciled, or an SLA alert",
+        kind="HH:MM",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Oslo") from None
+        return value
+
+    @field_validator("schedule_time", "sla_deadline")
+    @classmethod
+    def _is_time(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a local time such as 06:00") from None
+        return value
 
     def zone(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise dg.Failure(f"{settings.TIMEZONE}={self.timezone!r} is not an IANA time zone") from None
+        return ZoneInfo(self.timezone)
 
     def local_time(self, name: str) -> time:
         """`schedule_time` or `sla_deadline` as a time of day."""
-        raw = getattr(self, name)
-        try:
-            return time.fromisoformat(raw)
-        except ValueError:
-            raise dg.Failure(f"{name}={raw!r} is not a local time such as 06:00") from None
+        return time.fromisoformat(getattr(self, name))
 
     def now(self, at: datetime | None = None) -> datetime:
         """The current (or the given) instant in the business time zone."""
@@ -133,39 +213,3 @@ def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionConte
     if started is None:
         raise dg.Failure(f"run {context.run.run_id} has no record in the instance; cannot fence its writes")
     return RunIdentity(run_id=context.run.run_id, started_at=started)
-
-
-def env_resources() -> dict[str, Any]:
-    """The resources of the code location, every value bound to an environment variable."""
-    return {
-        "warehouse": WarehouseResource(
-            database=dg.EnvVar(settings.WAREHOUSE),
-            lock_timeout_seconds=dg.EnvVar(settings.LOCK_TIMEOUT_SECONDS),
-            threads=dg.EnvVar(settings.DUCKDB_THREADS),
-            memory_limit=dg.EnvVar(settings.DUCKDB_MEMORY_LIMIT),
-            scratch_dir=dg.EnvVar(settings.SCRATCH),
-            bucket_rows=dg.EnvVar(settings.BUCKET_ROWS),
-        ),
-        "landing": LandingZoneResource(root=dg.EnvVar(settings.LANDING)),
-        "thresholds": ThresholdsResource(
-            quarantine_rate_warn=dg.EnvVar(settings.QUARANTINE_RATE_WARN),
-            quarantine_rate_error=dg.EnvVar(settings.QUARANTINE_RATE_ERROR),
-            match_rate_warn=dg.EnvVar(settings.MATCH_RATE_WARN),
-            match_rate_error=dg.EnvVar(settings.MATCH_RATE_ERROR),
-            break_value_warn=dg.EnvVar(settings.BREAK_VALUE_WARN),
-            break_value_error=dg.EnvVar(settings.BREAK_VALUE_ERROR),
-            amount_mismatch_warn=dg.EnvVar(settings.AMOUNT_MISMATCH_WARN),
-            amount_mismatch_error=dg.EnvVar(settings.AMOUNT_MISMATCH_ERROR),
-        ),
-        "matching": MatchingResource(
-            carry_days=dg.EnvVar.int(settings.CARRY_DAYS),
-            date_tolerance_days=dg.EnvVar.int(settings.DATE_TOLERANCE_DAYS),
-            grace_days=dg.EnvVar.int(settings.GRACE_DAYS),
-        ),
-        "progress": ProgressResource(interval_seconds=dg.EnvVar(settings.PROGRESS_SECONDS)),
-        "calendar": CalendarResource(
-            timezone=dg.EnvVar(settings.TIMEZONE),
-            schedule_time=dg.EnvVar(settings.SCHEDULE_TIME),
-            sla_deadline=dg.EnvVar(settings.SLA_DEADLINE),
-        ),
-    }

@@ -1,15 +1,24 @@
-"""Environment variables: their names, their laptop defaults, and the shipped Dagster instance config."""
+"""Settings: how a resource field becomes a setting, the data folder, and the shipped Dagster instance config.
+
+Each setting is a field of the resource that uses it, declared with `setting()`: its type, its default, its
+check and its description are written there once, and the Dagster UI shows them. When a run or a sensor tick
+starts, the setting's environment variable, where set, replaces the value (`Settings.create_resource`).
+Nothing here reads the environment at import time.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Self
 
-# Each setting is an environment variable, bound with dagster.EnvVar in definitions.py and resolved at run
-# time. The launchers (`batch-assets dev|demo|env`, `make dev|demo`) fill in the defaults below for any
-# variable that is not already set, so a fresh clone works on one laptop with nothing exported.
+import dagster as dg
+from pydantic import Field, ValidationError
+
+# The variables' names, for the code that sets them (launchers, tests); each is declared on its field once.
 HOME = "BATCH_ASSETS_HOME"
 LANDING = "BATCH_ASSETS_LANDING"
 WAREHOUSE = "BATCH_ASSETS_WAREHOUSE"
@@ -41,92 +50,140 @@ EXCEPTION_RATE_ALERT = "BATCH_ASSETS_EXCEPTION_RATE_ALERT"
 UI_URL = "BATCH_ASSETS_UI_URL"
 PROGRESS_SECONDS = "BATCH_ASSETS_PROGRESS_SECONDS"
 
-# Defaults that do not depend on the data folder. Rates are fractions, written as decimal strings.
-FIXED_DEFAULTS: dict[str, str] = {
-    LOCK_TIMEOUT_SECONDS: "60",
-    DUCKDB_THREADS: "0",
-    DUCKDB_MEMORY_LIMIT: "",
-    BUCKET_ROWS: "1000000",
-    QUARANTINE_RATE_WARN: "0.01",
-    QUARANTINE_RATE_ERROR: "0.05",
-    CARRY_DAYS: "5",
-    DATE_TOLERANCE_DAYS: "2",
-    GRACE_DAYS: "2",
-    MATCH_RATE_WARN: "0.85",
-    MATCH_RATE_ERROR: "0.60",
-    BREAK_VALUE_WARN: "1000000.00",
-    BREAK_VALUE_ERROR: "10000000.00",
-    AMOUNT_MISMATCH_WARN: "1000",
-    AMOUNT_MISMATCH_ERROR: "10000",
-    TIMEZONE: "UTC",
-    SCHEDULE_TIME: "06:00",
-    SLA_DEADLINE: "09:00",
-    FILE_QUIET_SECONDS: "60",
-    SENSOR_PAGE_SIZE: "500",
-    ALERT_WEBHOOK_URL: "",
-    ALERT_ON_WARN: "false",
-    EXCEPTION_RATE_ALERT: "0.10",
-    UI_URL: "http://127.0.0.1:3000",
-    PROGRESS_SECONDS: "10",
-}
-
-# What each variable means, for `batch-assets env` and the README.
-DESCRIPTIONS: dict[str, str] = {
-    HOME: "the data folder (default ./data)",
-    LANDING: "where ledger/ and bank/ files land (default $BATCH_ASSETS_HOME/landing)",
-    WAREHOUSE: "the DuckDB file (default $BATCH_ASSETS_HOME/warehouse.duckdb)",
-    SCRATCH: "spill files for streaming writes (default $BATCH_ASSETS_HOME/scratch)",
-    "DAGSTER_HOME": "the Dagster instance (default $BATCH_ASSETS_HOME/dagster_home)",
-    LOCK_TIMEOUT_SECONDS: "how long a run waits for another process's lock on the warehouse",
-    DUCKDB_THREADS: "DuckDB threads; 0 means one per core",
-    DUCKDB_MEMORY_LIMIT: "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
-    BUCKET_ROWS: "rows per bucket: validate, match and summary take a bigger day in slices of about this many rows a side",
-    QUARANTINE_RATE_WARN: "quarantined/raw rows above which the quarantine check warns",
-    QUARANTINE_RATE_ERROR: "quarantined/raw rows above which the quarantine check fails and blocks",
-    CARRY_DAYS: "days an unmatched item stays a matching candidate before it expires as a standing break",
-    DATE_TOLERANCE_DAYS: "how far apart booking dates may be in the amount_date pass",
-    GRACE_DAYS: "age up to which an open item is a timing difference rather than a break",
-    MATCH_RATE_WARN: "match rate (matched / candidate items) below which the match-rate check warns",
-    MATCH_RATE_ERROR: "match rate below which the match-rate check fails",
-    BREAK_VALUE_WARN: "break value (sum of absolute amounts, per currency) above which the check warns",
-    BREAK_VALUE_ERROR: "break value per currency above which the check fails",
-    AMOUNT_MISMATCH_WARN: "count of amount mismatches above which the check warns",
-    AMOUNT_MISMATCH_ERROR: "count of amount mismatches above which the check fails",
-    TIMEZONE: "IANA time zone of the business day, the schedule and the SLA deadline, such as Europe/Oslo",
-    SCHEDULE_TIME: "local time (HH:MM) at which the schedule reconciles the previous business day",
-    SLA_DEADLINE: "local time (HH:MM) by which the previous business day must be reconciled, or an SLA alert",
-    FILE_QUIET_SECONDS: "seconds a landing file's size and mtime must stay unchanged before the sensor takes it",
-    SENSOR_PAGE_SIZE: "landing files the new-file sensor looks at per tick (the cursor pages through the rest)",
-    ALERT_FILE: "JSONL file every alert is appended to (default $BATCH_ASSETS_HOME/alerts.jsonl)",
-    ALERT_WEBHOOK_URL: "Slack-compatible incoming-webhook URL alerts are POSTed to; empty for none",
-    ALERT_ON_WARN: "true to alert on failed WARN-severity checks too, not only ERROR ones",
-    EXCEPTION_RATE_ALERT: "exceptions / candidate items of a day above which an alert is raised",
-    UI_URL: "the Dagster UI's address, for links in alerts",
-    PROGRESS_SECONDS: "how often long steps log rows done, rate and ETA",
-}
+# The data folder is the one setting that is no resource's field: every relative path setting lives under it.
+HOME_DEFAULT = "data"
+HOME_DESCRIPTION = "the data folder; relative path settings are under it (relative to the working directory)"
+DAGSTER_HOME_DESCRIPTION = (
+    "the Dagster instance: `batch-assets` commands use <data folder>/dagster_home; with none set, plain `dg dev`, "
+    "`dagster dev` and `dagster asset materialize` read ./dagster.yaml, which keeps the instance in ./data/dagster_home"
+)
 
 
-def environment_with_defaults(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
-    """Every setting: the value in `environ` where set, else its default (derived from the data folder)."""
-    home = Path(environ.get(HOME) or cwd / "data").resolve()
-    defaults = {
-        HOME: str(home),
-        LANDING: str(home / "landing"),
-        WAREHOUSE: str(home / "warehouse.duckdb"),
-        SCRATCH: str(home / "scratch"),
-        ALERT_FILE: str(home / "alerts.jsonl"),
-        "DAGSTER_HOME": str(home / "dagster_home"),
-        **FIXED_DEFAULTS,
-    }
-    return {name: environ.get(name, default) for name, default in defaults.items()}
+def setting(
+    default: Any, variable: str, description: str, kind: str | None = None, secret: bool = False, **checks: Any
+) -> Any:
+    """A resource field that is a setting: its typed default, its description, pydantic's `checks` on any value
+    (ge=0, pattern=...), and the variable that overrides it when a run starts. `kind` names what a text
+    setting holds (path, decimal, ...) for the documentation; a `secret` one is never echoed in an error."""
+    extra = {"env": variable, **({"kind": kind} if kind else {}), **({"secret": True} if secret else {})}
+    return Field(default=default, description=description, json_schema_extra=extra, **checks)
 
 
-def apply_defaults(environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, str]:
-    """Set every unset variable to its default (called by launchers, never at import time)."""
+def data_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The data folder: $BATCH_ASSETS_HOME, else ./data, as an absolute path."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(HOME) or HOME_DEFAULT).expanduser().resolve()
+
+
+def under_home(path: str, environ: Mapping[str, str] | None = None) -> Path:
+    """A path setting's value as a path: absolute as given, a relative one under the data folder."""
+    given = Path(path).expanduser()
+    return given if given.is_absolute() else data_home(environ) / given
+
+
+def data_environment(home: Path) -> dict[str, str]:
+    """The variables that put everything of a data folder in `home`: the data folder and the Dagster instance."""
+    home = home.expanduser().resolve()
+    return {HOME: str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+
+
+def apply_launch_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """For a launcher (`batch-assets ...`), never at import: set the data folder and the Dagster instance where
+    they are unset, and give the instance the shipped dagster.yaml. Returns the two values."""
     target = os.environ if environ is None else environ
-    values = environment_with_defaults(target, Path.cwd())
-    target.update(values)
-    return values
+    values = data_environment(data_home(target))
+    for name, value in values.items():
+        target.setdefault(name, value)
+    write_instance_config(Path(target["DAGSTER_HOME"]))
+    return {name: target[name] for name in values}
+
+
+class SettingError(ValueError):
+    """A setting's variable holds a value its field does not accept."""
+
+
+class Settings(dg.ConfigurableResource):
+    """A resource whose fields are settings (declared with `setting()`). When a run or a sensor tick starts, each
+    field whose variable is set in the environment takes the variable's value, checked as the field checks it."""
+
+    def create_resource(self, context: dg.InitResourceContext) -> Self:
+        return self.with_environment(os.environ)
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Field name to environment variable, for every field that is a setting."""
+        return {
+            name: field.json_schema_extra["env"]
+            for name, field in cls.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and "env" in field.json_schema_extra
+        }
+
+    @classmethod
+    def _is_secret(cls, name: str) -> bool:
+        extra = cls.model_fields[name].json_schema_extra
+        return isinstance(extra, dict) and bool(extra.get("secret"))
+
+    def with_environment(self, environ: Mapping[str, str]) -> Self:
+        """This resource with the values of the variables that are set in `environ`."""
+        variables = self.variables()
+        overrides = {name: environ[variable] for name, variable in variables.items() if variable in environ}
+        if not overrides:
+            return self
+        values = {field.alias or name: getattr(self, name) for name, field in type(self).model_fields.items()}
+        try:
+            return type(self)(**{**values, **overrides})
+        except ValidationError as error:
+            given = {
+                name: f"{variables[name]}=" + ("<hidden>" if self._is_secret(name) else repr(value))
+                for name, value in overrides.items()
+            }
+            # A field's error names its field; a check across fields (loc empty) names every variable given.
+            problems = [
+                f"{given.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else ', '.join(given.values())}: {e['msg']}"
+                for e in error.errors()
+            ]
+            raise SettingError(
+                "invalid setting " + "; ".join(problems) + ". Fix or unset the variable, then start the run again."
+            ) from None
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One setting as the README and `batch-assets env` show it."""
+
+    variable: str
+    resource: str
+    type: str
+    default: str
+    description: str
+
+
+def setting_rows(bound: Mapping[str, Any]) -> Iterator[SettingRow]:
+    """Every setting of the resources in `bound` (resource key to resource), the data folder first."""
+    yield SettingRow(HOME, "", "path", HOME_DEFAULT, HOME_DESCRIPTION)
+    yield SettingRow("DAGSTER_HOME", "", "path", "", DAGSTER_HOME_DESCRIPTION)
+    for key, resource in bound.items():
+        if not isinstance(resource, Settings):
+            continue
+        for name, variable in resource.variables().items():
+            field = type(resource).model_fields[name]
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            kind = extra.get("kind") or getattr(field.annotation, "__name__", str(field.annotation))
+            yield SettingRow(variable, f"{key}.{name}", kind, _text(getattr(resource, name)), field.description or "")
+
+
+def settings_table(bound: Mapping[str, Any]) -> str:
+    """The settings as the README's Markdown table (`batch-assets env --markdown` prints it)."""
+    lines = ["| variable | resource field | type | default | meaning |", "|---|---|---|---|---|"]
+    for row in setting_rows(bound):
+        field = f"`{row.resource}`" if row.resource else ""
+        default = f"`{row.default}`" if row.default else "empty"
+        lines.append(f"| `{row.variable}` | {field} | {row.type} | {default} | {row.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def write_instance_config(dagster_home: Path) -> Path:

@@ -15,7 +15,7 @@ from batch_assets import settings
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh BATCH_ASSETS_HOME; every setting takes its default inside it."""
     data = tmp_path / "data"
-    values = settings.environment_with_defaults({settings.HOME: str(data)}, tmp_path)
+    values = settings.data_environment(data)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     (data / "landing").mkdir(parents=True)

@@ -83,7 +83,7 @@ def dev_environment(home: Path, base_url: str, overrides: Mapping[str, str] | No
     Settings exported in the caller's shell are deliberately ignored, so a developer's own data folder is
     never touched by a test.
     """
-    values = settings.environment_with_defaults({settings.HOME: str(home)}, home)
+    values = settings.data_environment(home)
     values[settings.UI_URL] = base_url
     environ = {**os.environ, **values, **(overrides or {})}
     # `dg dev` starts `dagster` sub-commands by name, and warns unless the project's venv is the active one.
@@ -192,7 +192,7 @@ def running_dev_command(
     # DAGSTER_HOME can fail with alembic's "more than one head" (see KNOWN-TRAPS.md).
     with dg.DagsterInstance.from_config(str(dagster_home)):
         pass
-    Path(environ[settings.LANDING]).mkdir(parents=True, exist_ok=True)
+    (Path(environ[settings.HOME]) / "landing").mkdir(parents=True, exist_ok=True)
 
     with log.open("ab") as log_file:
         process = subprocess.Popen(

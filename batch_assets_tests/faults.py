@@ -48,7 +48,7 @@ def clean_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tup
     """The tables of an undisturbed run of both days, in a data folder of their own."""
     home = tmp_path_factory.mktemp("clean") / "data"
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.environment_with_defaults({settings.HOME: str(home)}, home.parent).items():
+        for name, value in settings.data_environment(home).items():
             patch.setenv(name, value)
         deliver(home / "landing")
         assert run_days(list(DAYS)) is None

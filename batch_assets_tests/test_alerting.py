@@ -174,12 +174,12 @@ def test_a_torn_last_line_neither_hides_keys_nor_swallows_the_next_alert(tmp_pat
 
 
 def test_the_settings_are_parsed_strictly(tmp_path: Path) -> None:
-    assert AlertResource(alert_file="f", alert_on_warn="True").warn_alerts() is True
-    assert AlertResource(alert_file="f").warn_alerts() is False
-    with pytest.raises(dg.Failure, match=settings.ALERT_ON_WARN):
-        AlertResource(alert_file="f", alert_on_warn="yes please").warn_alerts()
-    with pytest.raises(dg.Failure, match=settings.EXCEPTION_RATE_ALERT):
-        AlertResource(alert_file="f", exception_rate_alert="ten percent").exception_rate_limit()
+    assert AlertResource(alert_on_warn="True").warn_alerts() is True
+    assert AlertResource().warn_alerts() is False
+    with pytest.raises(ValueError, match="alert_on_warn"):
+        AlertResource(alert_on_warn="yes please")
+    with pytest.raises(ValueError, match="is not a decimal number"):
+        AlertResource(exception_rate_alert="ten percent")
 
 
 # -- the sensors ---------------------------------------------------------------------------------------
@@ -399,15 +399,15 @@ ALERT_SENSOR_NAMES = {"run_failure_alert", "check_failure_alert", "sla_breach_al
 def test_alerting_is_on_by_default_and_configured_from_the_environment() -> None:
     assert {s.name for s in defs.sensors} >= ALERT_SENSOR_NAMES
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors if s.name in ALERT_SENSOR_NAMES)
-    fields = vars(alerts.alert_resource()).items()
-    bound = {name: value.env_var_name for name, value in fields if isinstance(value, dg.EnvVar)}
-    assert bound == {
+    resource = defs.resources["alerts"]
+    assert resource.variables() == {
         "alert_file": settings.ALERT_FILE,
         "webhook_url": settings.ALERT_WEBHOOK_URL,
         "alert_on_warn": settings.ALERT_ON_WARN,
         "exception_rate_alert": settings.EXCEPTION_RATE_ALERT,
         "ui_url": settings.UI_URL,
     }
+    assert resource.path == settings.data_home() / "alerts.jsonl"
 
 
 # -- late files ----------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def reconcile_sequentially(landing: Path, home: Path) -> dict[str, pl.DataFrame]
     """The reference: the same files, one day after the other in this process, into a fresh warehouse."""
     shutil.copytree(landing, home / "landing")
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.environment_with_defaults({settings.HOME: str(home)}, home).items():
+        for name, value in settings.data_environment(home).items():
             patch.setenv(name, value)
         (home / "dagster_home").mkdir(parents=True)
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:

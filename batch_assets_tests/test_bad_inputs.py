@@ -324,7 +324,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     root = tmp_path_factory.mktemp("corpus")
     home = root / "data"
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.environment_with_defaults({settings.HOME: str(home)}, root).items():
+        for name, value in settings.data_environment(home).items():
             patch.setenv(name, value)
         # The row-level corpus quarantines most of D1 on purpose; the blocking rate check must let it through.
         patch.setenv(settings.QUARANTINE_RATE_WARN, "1")

@@ -46,9 +46,9 @@ def hostile_copies(landing: Path) -> None:
 def reconcile(landing: Path, home: Path, bucket_rows: int) -> tuple[dict[str, pl.DataFrame], list[dict]]:
     """The days through the daily job in a fresh data folder; every table, and the last day's match metadata."""
     shutil.copytree(landing, home / "landing")
-    overrides = {settings.HOME: str(home), settings.BUCKET_ROWS: str(bucket_rows)}
+    overrides = {**settings.data_environment(home), settings.BUCKET_ROWS: str(bucket_rows)}
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.environment_with_defaults(overrides, home).items():
+        for name, value in overrides.items():
             patch.setenv(name, value)
         (home / "dagster_home").mkdir(parents=True)
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
 
 from batch_assets import settings
 from batch_assets.definitions import defs
-from batch_assets.resources import env_resources
+from batch_assets.settings import Settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
@@ -88,23 +91,82 @@ def test_the_invariant_checks_block_and_the_thresholds_do_not() -> None:
     assert {"recon/summary:match_rate", "recon/summary:break_value", "recon/summary:amount_mismatches"} <= checks.keys() - blocking
 
 
-def test_every_resource_setting_is_bound_to_an_environment_variable() -> None:
-    # EnvVar-bound fields resolve only when a run starts, so importing the code location reads no environment.
-    known = set(settings.environment_with_defaults({}, Path.cwd()))
-    for name, resource in env_resources().items():
-        fields = {k: v for k, v in vars(resource).items() if not k.startswith("_") and k not in ("connection_config", "schema_")}
-        names = {field: getattr(value, "env_var_name", getattr(value, "name", None)) for field, value in fields.items()}
-        assert all(type(value).__name__ in ("EnvVar", "IntEnvVar") for value in fields.values()), f"{name}: {fields}"
-        assert set(names.values()) <= known, f"{name}: {names} has a variable with no default"
+def setting_resources() -> dict[str, Settings]:
+    return {key: resource for key, resource in defs.resources.items() if isinstance(resource, Settings)}
 
 
-def test_the_readme_documents_every_setting() -> None:
+def test_every_setting_has_one_variable_and_a_default_its_own_check_accepts() -> None:
+    variables = [v for resource in setting_resources().values() for v in resource.variables().values()]
+    assert len(variables) == len(set(variables)) and all(v.startswith("BATCH_ASSETS_") for v in variables)
+    for key, resource in setting_resources().items():
+        defaults = {name: type(resource).model_fields[name].default for name in resource.variables()}
+        assert type(resource)(**defaults).model_dump() == resource.model_dump(), key  # validated like any value
+
+
+def test_importing_the_code_location_reads_no_environment() -> None:
+    # A variable no field accepts would fail any run at once; importing must not even look at it.
+    environ = {"PATH": os.environ["PATH"], settings.CARRY_DAYS: "not a number", settings.HOME: "/nonexistent"}
+    code = "from batch_assets.definitions import defs; print(defs.resources['matching'].carry_days)"
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "5"
+
+
+def test_a_variable_replaces_its_default_when_resources_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(settings.CARRY_DAYS, "7")
+    monkeypatch.setenv(settings.ALERT_ON_WARN, "true")
+    monkeypatch.setenv(settings.HOME, str(tmp_path))
+    monkeypatch.setenv(settings.WAREHOUSE, "elsewhere/w.duckdb")
+    with dg.build_resources(setting_resources()) as started:
+        assert started.matching.carry_days == 7 and started.alerts.alert_on_warn is True
+        assert started.warehouse.path == tmp_path / "elsewhere" / "w.duckdb"  # relative: under the data folder
+        assert started.thresholds.match_rate_warn == "0.85"  # unset: the default
+    assert defs.resources["matching"].carry_days == 5  # the definitions keep the default
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        (settings.CARRY_DAYS, "-1", "greater than or equal to 0"),
+        (settings.CARRY_DAYS, "five", "valid integer"),
+        (settings.MATCH_RATE_WARN, "high", "is not a decimal number"),
+        (settings.QUARANTINE_RATE_WARN, "0.5", "WARN must come before ERROR"),
+        (settings.TIMEZONE, "Mars/Olympus", "is not an IANA time zone"),
+        (settings.SLA_DEADLINE, "9 o'clock", "is not a local time"),
+        (settings.DUCKDB_MEMORY_LIMIT, "lots", "should match pattern"),
+        (settings.ALERT_WEBHOOK_URL, "ftp://example.invalid/x", "should match pattern"),
+        (settings.ALERT_ON_WARN, "perhaps", "valid boolean"),
+    ],
+)
+def test_a_value_its_field_refuses_fails_at_start_naming_the_variable_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(Exception) as raised:
+        with dg.build_resources(setting_resources()):
+            pass
+    message = "".join(str(e) for e in (raised.value, raised.value.__cause__) if e)
+    assert says in message and "Fix or unset the variable" in message
+    if variable == settings.ALERT_WEBHOOK_URL:  # a credential: named, never echoed
+        assert f"{variable}=<hidden>" in message and value not in message
+    else:
+        assert f"{variable}={value!r}" in message
+
+
+def test_the_readme_settings_table_is_the_one_the_code_prints() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    documented = set(re.findall(r"`((?:BATCH_ASSETS|DAGSTER)_[A-Z_]+)`", readme))
-    # "X_WARN / _ERROR" rows document both.
-    documented |= {name.replace("_WARN", "_ERROR") for name in documented if name.endswith("_WARN")}
-    missing = sorted(set(settings.DESCRIPTIONS) - documented)
-    assert not missing, f"README's configuration table lacks {missing}"
+    start = readme.index("<!-- settings table: generated by `batch-assets env --markdown` -->\n")
+    table = readme[start:].split("\n", 1)[1].split("<!-- end of settings table -->")[0]
+    assert table == settings.settings_table(defs.resources)
+
+
+def test_the_repository_dagster_yaml_is_the_shipped_one_plus_storage_under_data() -> None:
+    root = Path(__file__).resolve().parents[1]
+    shipped = yaml.safe_load((root / "batch_assets" / "dagster.yaml").read_text())
+    plain = yaml.safe_load((root / "dagster.yaml").read_text())
+    storage = {k: plain.pop(k) for k in ("storage", "local_artifact_storage", "compute_logs")}
+    assert plain == shipped
+    assert storage["storage"] == {"sqlite": {"base_dir": "data/dagster_home"}}
 
 
 def test_the_shipped_instance_serialises_writers_retries_crashes_only_and_bounds_runtime(tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def test_a_good_day_lands_stages_and_passes_every_check(
     landing: Path, home: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(settings.QUARANTINE_RATE_WARN, "0.5")
+    monkeypatch.setenv(settings.QUARANTINE_RATE_ERROR, "0.5")
     deliver_good_day(landing)
     write_landing(landing, "ledger", DAY, csv_text([txn("L3", "1.234", DAY)]), part="02")
     result = run_day(instance)
@@ -202,6 +203,7 @@ def test_a_txn_id_staged_on_an_earlier_day_is_quarantined(
     landing: Path, home: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(settings.QUARANTINE_RATE_WARN, "0.5")
+    monkeypatch.setenv(settings.QUARANTINE_RATE_ERROR, "0.5")
     deliver_good_day(landing)
     assert run_day(instance).success
     write_landing(landing, "ledger", NEXT, csv_text([txn("L1", "10.00", NEXT), txn("L5", "1.00", NEXT)]))

@@ -58,14 +58,16 @@ def run_environment(data: Path) -> dict[str, str]:
     """This process's environment with every path setting pointed into the fresh data folder `data`; tuning
     knobs the caller exported (such as BATCH_ASSETS_DUCKDB_THREADS) are kept, the others get their defaults."""
     env = {name: value for name, value in os.environ.items() if name not in PATH_SETTINGS}
-    env.update(settings.environment_with_defaults({**env, settings.HOME: str(data)}, data))
+    env.update(settings.data_environment(data))
     return env
 
 
 def knobs() -> dict[str, str]:
     """The settings the measurements ran with, paths left out (each run has its own)."""
-    values = settings.environment_with_defaults({k: v for k, v in os.environ.items() if k not in PATH_SETTINGS}, REPO)
-    return {name: value for name, value in values.items() if name not in PATH_SETTINGS}
+    from batch_assets.definitions import defs
+
+    rows = settings.setting_rows(defs.resources)
+    return {r.variable: os.environ.get(r.variable, r.default) for r in rows if r.variable not in PATH_SETTINGS}
 
 
 def _child(module_args: list[str], **kwargs) -> ChildResult:

@@ -1,16 +1,33 @@
-"""The resources every definition shares, and the executor that runs a day's steps."""
+"""The resources every definition shares, each with its settings at their defaults, and the executor of a day."""
 
 import dagster as dg
 
-from batch_assets.alerts import alert_resource
-from batch_assets.defs.automation.sensors import landing_sensor_config
-from batch_assets.resources import env_resources
+from batch_assets.alerts import AlertResource
+from batch_assets.defs.automation.sensors import LandingSensorConfig
+from batch_assets.progress import ProgressResource
+from batch_assets.resources import (
+    CalendarResource,
+    LandingZoneResource,
+    MatchingResource,
+    ThresholdsResource,
+    WarehouseResource,
+)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
-        resources={**env_resources(), "landing_sensor": landing_sensor_config(), "alerts": alert_resource()},
+        # Defaults only: a setting's variable, where set, overrides its default when a run or tick starts.
+        resources={
+            "warehouse": WarehouseResource(),
+            "landing": LandingZoneResource(),
+            "thresholds": ThresholdsResource(),
+            "matching": MatchingResource(),
+            "progress": ProgressResource(),
+            "calendar": CalendarResource(),
+            "landing_sensor": LandingSensorConfig(),
+            "alerts": AlertResource(),
+        },
         # Every step that matters writes the warehouse, and the pool runs those one at a time anyway; running a
         # run's steps in its own process saves a Python start-up and a Dagster import per step.
         executor=dg.in_process_executor,

@@ -26,6 +26,7 @@ from batch_assets.landing import (
 )
 from batch_assets.partitions import DAILY
 from batch_assets.resources import LandingZoneResource
+from batch_assets.settings import Settings, setting
 from batch_assets.transforms.contract import SOURCES
 
 OPEN_ITEMS_KEY = dg.AssetKey(["recon", "open_items"])
@@ -35,20 +36,21 @@ HASH_BUDGET_SECONDS = 30.0
 REPORTED_LIMIT = 2000
 
 
-class LandingSensorConfig(dg.ConfigurableResource):
+class LandingSensorConfig(Settings):
     """How the new-file sensor decides a file is complete, and how much it looks at per tick."""
 
-    quiet_seconds: str = "60"
-    page_size: str = "500"
-
-    def numbers(self) -> tuple[float, int]:
-        try:
-            return float(self.quiet_seconds), max(int(self.page_size), 1)
-        except ValueError:
-            raise dg.Failure(
-                f"{settings.FILE_QUIET_SECONDS}={self.quiet_seconds!r} and {settings.SENSOR_PAGE_SIZE}="
-                f"{self.page_size!r} must be numbers"
-            ) from None
+    quiet_seconds: float = setting(
+        60.0,
+        settings.FILE_QUIET_SECONDS,
+        "seconds a landing file's size and mtime must stay unchanged before the sensor takes it",
+        ge=0,
+    )
+    page_size: int = setting(
+        500,
+        settings.SENSOR_PAGE_SIZE,
+        "landing files the new-file sensor looks at per tick (the cursor pages through the rest)",
+        ge=1,
+    )
 
 
 @dataclass
@@ -119,7 +121,7 @@ def landing_files(
     landing_sensor: LandingSensorConfig,
     alerts: AlertResource,
 ):
-    quiet_seconds, page_size = landing_sensor.numbers()
+    quiet_seconds, page_size = landing_sensor.quiet_seconds, landing_sensor.page_size
     cursor = Cursor.parse(context.cursor)
     root = landing.path
     if not root.is_dir():
@@ -266,10 +268,4 @@ def _alert_late_files(
             details={"files": list(files), "rerun_days": [day, *later], "content_key": content_key},
         ),
         context.log,
-    )
-
-
-def landing_sensor_config() -> LandingSensorConfig:
-    return LandingSensorConfig(
-        quiet_seconds=dg.EnvVar(settings.FILE_QUIET_SECONDS), page_size=dg.EnvVar(settings.SENSOR_PAGE_SIZE)
     )
