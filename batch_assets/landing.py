@@ -116,7 +116,10 @@ def scan_landing(
                     continue
                 if business_date is not None and parsed.business_date != business_date:
                     continue
-                listed = entry.stat(follow_symlinks=False)
+                try:
+                    listed = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while we listed: it is not part of this listing
                 files.append(
                     LandingFile(
                         path=Path(entry.path),
@@ -161,6 +164,14 @@ def _held_open(file: LandingFile) -> Iterator[LandingFile]:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise RejectedFile(file.name, "replaced after it was listed (it is now a symlink)") from None
+        # Faults of this one file, which waiting will not cure: they reject it, so the other files are still
+        # judged. Anything else (out of file handles, I/O errors) is the machine's and stays an error.
+        if error.errno == errno.ENOENT:
+            raise RejectedFile(file.name, "removed after it was listed (deliver it again, or leave it out)") from None
+        if error.errno in (errno.EACCES, errno.EPERM):
+            raise RejectedFile(
+                file.name, "cannot be opened: permission denied (let the user that runs Dagster read it)"
+            ) from None
         raise
     try:
         problem = _not_as_listed(file, os.fstat(fd))

@@ -446,7 +446,9 @@ def test_a_late_file_for_a_reconciled_day_alerts_once_per_change_with_its_files_
 
     (alert,) = late_file_alerts(home)
     assert (alert["severity"], alert["business_date"]) == ("WARN", first)
-    assert alert["key"] == f"late_file:{first}:{requests[0].tags['batch_assets/content_key']}"
+    # Keyed by the change the run key names: the new content and the ingest it follows.
+    assert alert["key"] == f"late_file:{requests[0].run_key.removeprefix('files:')}"
+    assert requests[0].run_key.startswith(f"files:{first}:{requests[0].tags['batch_assets/content_key']}:after:")
     assert alert["details"]["files"] == [f"bank/bank_{first}_02.csv", f"ledger/ledger_{first}.csv"]
     assert alert["details"]["rerun_days"] == [first, second, third]
     assert f"bank/bank_{first}_02.csv (new), ledger/ledger_{first}.csv (changed) landed after {first} was reconciled" in alert["text"]
@@ -473,14 +475,14 @@ def test_a_late_file_for_a_reconciled_day_alerts_once_per_change_with_its_files_
 def test_files_renamed_or_touched_after_reconciliation_raise_no_late_file_alert(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:
-    cursor, first_requests = reconcile_late_days(landing, instance)
+    cursor, _ = reconcile_late_days(landing, instance)
     day = LATE_DAYS[1].isoformat()
     ledger = landing / "ledger" / f"ledger_{day}.csv"
     renamed = ledger.rename(ledger.with_name(f"ledger_{day}_resent.csv"))
     age(renamed, 1800)
     bank = landing / "bank" / f"bank_{day}.csv"
     age(bank, 1200)  # touched: a new mtime, the same bytes
-    requests, _, _ = landing_tick(instance, cursor)
-    # The sensor looks at the day again; its run key is the one already launched, and no later day is stale.
-    assert [r.run_key for r in requests] == [r.run_key for r in first_requests if r.partition_key == day]
+    requests, _, skip = landing_tick(instance, cursor)
+    # The sensor looks at the day again; the warehouse already holds its bytes, so nothing is run again.
+    assert requests == [] and f"the warehouse already holds the files of {day}" in skip
     assert late_file_alerts(home) == []

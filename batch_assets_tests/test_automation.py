@@ -15,6 +15,7 @@ from batch_assets.definitions import defs
 from batch_assets.defs.automation.jobs import SERIAL_TAG
 from batch_assets.defs.automation.sensors import Cursor
 from batch_assets_tests.helpers import csv_text, txn, write_landing
+from batch_assets_tests.test_ingest_and_validate import snapshot
 
 D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
 
@@ -218,3 +219,137 @@ def test_five_thousand_files_are_paged_through_within_bounded_ticks(landing: Pat
             break
     assert sorted(requested) == [d.isoformat() for d in days]  # every day once, none twice
     assert len(json.dumps(json.loads(cursor))) < 64_000  # the cursor stays small: no per-file state
+
+
+# -- content that changes back ---------------------------------------------------------------------------
+
+
+def launch(instance: dg.DagsterInstance, requests: list[dg.RunRequest], launched: set[str]) -> list[str]:
+    """Run the requests as the sensor daemon does: a run key it launched before is skipped, the others run in
+    the order requested. The days that ran."""
+    job = defs.resolve_job_def("daily_reconciliation")
+    ran = []
+    for request in requests:
+        if request.run_key in launched:
+            continue
+        launched.add(request.run_key)
+        job.execute_in_process(
+            partition_key=request.partition_key, tags=request.tags, instance=instance, raise_on_error=False
+        )
+        ran.append(request.partition_key)
+    return ran
+
+
+def held(home: Path, day: date) -> dict[str, list[tuple]]:
+    """What the warehouse holds for `day`, but for the file log, which keeps each delivery's history."""
+    return {table: rows for table, rows in snapshot(home, day).items() if table != "ops.file_log"}
+
+
+def test_content_that_changes_back_is_run_again_so_the_warehouse_holds_what_landed_last(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    launched: set[str] = set()
+    deliver(landing, D1)  # content A
+    requests, cursor, _ = tick(instance)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    holds_a = held(home, D1)
+    deliver(landing, D1, ledger_amount="11.00")  # content B
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    holds_b = held(home, D1)
+    assert holds_b != holds_a
+
+    # A again, then B again: each change back is run, and the warehouse holds what landed last.
+    for amount, expected in (("10.00", holds_a), ("11.00", holds_b)):
+        paths = deliver(landing, D1, ledger_amount=amount)
+        before = cursor
+        requests, cursor, _ = tick(instance, before)
+        replayed, _, _ = tick(instance, before)  # the same tick evaluated again asks with the same keys
+        assert [r.run_key for r in replayed] == [r.run_key for r in requests]
+        assert launch(instance, requests + replayed, launched) == ["2026-11-02"]
+        assert held(home, D1) == expected
+
+        # Unchanged content launches nothing: a replay of the tick after its run, or the files touched.
+        replayed, _, _ = tick(instance, before)
+        assert launch(instance, replayed, launched) == []
+        for path in paths:
+            age(path, 1800)
+        requests, cursor, _ = tick(instance, cursor)
+        assert launch(instance, requests, launched) == []
+
+
+def deliver_carrying(landing: Path, day: date, bank_amount: str) -> list[Path]:
+    """One ledger item of 10.00 and its bank line: matched when the bank says 10.00, otherwise both stay open
+    and are carried into the next day."""
+    paths = [
+        write_landing(landing, "ledger", day, csv_text([txn(f"L-{day}", "10.00", day, reference="R1")])),
+        write_landing(landing, "bank", day, csv_text([txn(f"B-{day}", bank_amount, day, reference="R1")])),
+    ]
+    for path in paths:
+        age(path)
+    return paths
+
+
+def test_the_reconciled_days_after_a_day_whose_content_changes_back_are_re_run_each_time(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    launched: set[str] = set()
+    deliver_carrying(landing, D1, "10.00")  # content A: D1 carries nothing into D2
+    deliver(landing, D2)
+    requests, cursor, _ = tick(instance)
+    assert launch(instance, requests, launched) == ["2026-11-02", "2026-11-03"]
+    holds_a = (held(home, D1), held(home, D2))
+    deliver_carrying(landing, D1, "12.00")  # content B: D1's items stay open and D2 carries them
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == ["2026-11-02", "2026-11-03"]
+    holds_b = (held(home, D1), held(home, D2))
+    assert holds_b[1] != holds_a[1]
+
+    for amount, expected in (("10.00", holds_a), ("12.00", holds_b)):
+        deliver_carrying(landing, D1, amount)
+        requests, cursor, _ = tick(instance, cursor)
+        assert launch(instance, requests, launched) == ["2026-11-02", "2026-11-03"]
+        assert (held(home, D1), held(home, D2)) == expected
+
+
+def test_a_day_is_run_again_when_its_files_change_back_after_a_run_that_rejected_one_source(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    launched: set[str] = set()
+    ledger, bank = deliver(landing, D1)
+    good = {ledger: ledger.read_bytes(), bank: bank.read_bytes()}
+    requests, cursor, _ = tick(instance)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    holds = held(home, D1)
+
+    # The ledger is rejected (no ledger materialization), while the bank lands a header-only file.
+    ledger.write_text(csv_text([]) + "L-bad,ACC1,2026-11-02\n")
+    bank.write_text(csv_text([]))
+    for path in (ledger, bank):
+        age(path)
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    assert held(home, D1) != holds
+
+    for path, content in good.items():  # the very files of the first run, delivered again
+        path.write_bytes(content)
+        age(path, 1200)
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    assert held(home, D1) == holds
+
+
+def test_a_day_that_holds_its_files_is_still_requested_while_a_run_of_it_is_unfinished(
+    landing: Path, instance: dg.DagsterInstance
+) -> None:
+    launched: set[str] = set()
+    paths = deliver(landing, D1)
+    requests, cursor, _ = tick(instance)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    # A run of the day that has started may have read other bytes than the ones now there: it is not trusted.
+    job = defs.resolve_job_def("daily_reconciliation")
+    instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "2026-11-02"})
+    for path in paths:
+        age(path, 1800)
+    requests, _, _ = tick(instance, cursor)
+    assert [r.partition_key for r in requests] == ["2026-11-02"] and requests[0].run_key not in launched

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from batch_assets import settings
+from batch_assets.alerts import error_text
+from batch_assets.cli import main as cli_main
 from batch_assets.definitions import defs
+from batch_assets.defs.ingest import assets as ingest_assets
 from batch_assets.landing import RejectedFile, digest_file, land_file, scan_landing
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.contract import (
@@ -32,6 +36,7 @@ from batch_assets.transforms.validate import formula_like
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_automation import age, tick
 from batch_assets_tests.test_ingest_and_validate import (
+    TABLES,
     failure_message,
     materialized,
     run_day,
@@ -616,3 +621,165 @@ def test_withdrawing_a_rejected_file_lands_and_stages_the_rest_of_its_source(
     assert wh.read_partition("staging.ledger", day, ["txn_id"]).rows() == [("W-L1",)]
     assert wh.read_partition("staging.bank", day, ["txn_id"]).rows() == [("W-B1",)]
     assert wh.read_partition("recon.matches", day, ["ledger_txn_id", "bank_txn_id"]).rows() == [("W-L1", "W-B1")]
+
+
+# -- several rejected files on one day ------------------------------------------------------------------------
+
+CASES = {case[0]: case for case in REJECT_CASES}
+
+
+def bad_file(landing: Path, source: str, day: date, part: str, case: str) -> tuple[str, str]:
+    """Deliver the corpus file `case` as `source` part `part`; its logged name and the reason it is rejected with."""
+    _, _, suffix, content, reason = CASES[case]
+    path = write_landing(landing, source, day, content(day), part=part, ext=suffix.rsplit(".", 1)[1])
+    return f"{source}/{path.name}", reason
+
+
+def replace_after_listing(monkeypatch: pytest.MonkeyPatch, path: Path, content: str) -> str:
+    """Have another file renamed over `path` right after the ingest lists the landing zone, as a writer that
+    re-delivers in the middle of a run does; the reason the listed file is then rejected with."""
+    listed = ingest_assets.scan_landing
+
+    def list_then_replace(*args, **kwargs):
+        found = listed(*args, **kwargs)
+        incoming = path.with_name(".incoming")
+        incoming.write_text(content)
+        incoming.rename(path)
+        return found
+
+    monkeypatch.setattr(ingest_assets, "scan_landing", list_then_replace)
+    return "replaced after it was listed (it is now a different file)"
+
+
+def ingest_error(result: dg.ExecuteInProcessResult) -> str:
+    """What the ingest step's failure tells the operator."""
+    (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == "ingest"]
+    return error_text(event)
+
+
+def file_log(home: Path, day: date) -> list[tuple]:
+    return Warehouse(home / "warehouse.duckdb").read_partition(
+        "ops.file_log", day, ["file_name", "status", "reason", "row_count"]
+    ).rows()
+
+
+def test_every_rejected_file_of_a_day_is_in_the_file_log_after_one_run(
+    home: Path,
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    day = D1
+    write_landing(landing, "ledger", day, csv_text([txn("E-L1", "3.00", day)]), part="01")
+    write_landing(landing, "bank", day, csv_text([txn("E-B1", "3.00", day)]), part="01")
+    rejected = dict(
+        [
+            bad_file(landing, "ledger", day, "02", "zero-bytes"),
+            bad_file(landing, "ledger", day, "03", "too-few-fields"),
+            bad_file(landing, "ledger", day, "04", "corrupt-parquet"),
+            bad_file(landing, "bank", day, "02", "latin-1"),
+            bad_file(landing, "bank", day, "03", "jsonl-bad-line"),
+            bad_file(landing, "bank", day, "04", "missing-column"),
+        ]
+    )
+    swapped = write_landing(landing, "ledger", day, csv_text([txn("E-L5", "5.00", day)]), part="05")
+    rejected[f"ledger/{swapped.name}"] = replace_after_listing(monkeypatch, swapped, csv_text([txn("X", "9.99", day)]))
+    settle(landing)
+
+    result = run_requested_day(instance, day)
+    assert not result.success
+    # The run judged every file: each rejection is in the file log, with its reason, after this one run.
+    log = file_log(home, day)
+    assert [(name, status, count) for name, status, _, count in log] == [
+        (name, "rejected", None) for name in sorted(rejected)
+    ]
+    for name, _, reason, _ in log:
+        assert reason.startswith(rejected[name]), (name, reason)
+    # The ingest step's error names every rejected file with its reason, and says what to do next.
+    for message in (ingest_error(result), failure_message(result)):
+        for name, reason in rejected.items():
+            assert f"{name} rejected: {reason}" in message
+        assert f"batch-assets files {day}" in message
+    # Both sources failed: nothing of the day landed, not even the good parts.
+    assert materialized(result) == {"ops/file_log"}
+    assert all(Warehouse(home / "warehouse.duckdb").last_commit(t, day) is None for t in TABLES if t != "ops.file_log")
+
+    # The operator's view lists every file with its whole reason.
+    capsys.readouterr()
+    assert cli_main(["files", day.isoformat()]) == 0
+    shown = capsys.readouterr().out
+    assert "…" not in shown  # nothing cut short
+    for name, reason in rejected.items():
+        assert name in shown and reason.split("(")[0].strip() in shown
+
+
+def clean_run(landing: Path, folder: Path, monkeypatch: pytest.MonkeyPatch, day: date) -> dict[str, list[tuple]]:
+    """The tables of `day` that one clean run of `landing`'s files gives, in a warehouse and instance of their own."""
+    home = folder / "clean"
+    shutil.copytree(landing, home / "landing")
+    (home / "dagster_home").mkdir()
+    with monkeypatch.context() as patch:
+        patch.setenv(settings.HOME, str(home))
+        patch.setenv(settings.LANDING, str(home / "landing"))
+        patch.setenv(settings.WAREHOUSE, str(home / "warehouse.duckdb"))
+        with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
+            assert run_day(instance, day).success
+    return snapshot(home, day)
+
+
+def data_tables(tables: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """Every table but the file log, whose history differs with the deliveries that led to the same files."""
+    return {name: rows for name, rows in tables.items() if name != "ops.file_log"}
+
+
+def test_rejected_files_keep_the_days_data_until_every_one_is_fixed_and_the_day_then_equals_a_clean_run(
+    home: Path, landing: Path, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = D1
+    write_landing(landing, "ledger", day, csv_text([txn("F-L1", "4.00", day, reference="F1")]), part="01")
+    write_landing(landing, "bank", day, csv_text([txn("F-B1", "4.00", day, reference="f 1"), txn("F-B2", "6.00", day)]))
+    assert run_day(instance, day).success
+    before = snapshot(home, day)
+
+    zero_name, zero_reason = bad_file(landing, "ledger", day, "02", "zero-bytes")
+    column_name, column_reason = bad_file(landing, "ledger", day, "03", "renamed-column")
+    result = run_day(instance, day)
+    assert not result.success
+    assert f"{zero_name} rejected: {zero_reason}" in ingest_error(result)
+    assert f"{column_name} rejected: {column_reason}" in ingest_error(result)
+    assert data_tables(snapshot(home, day)) == data_tables(before)
+    ledger_01, bank = f"ledger/ledger_{day}_01.csv", f"bank/bank_{day}.csv"
+    assert file_log(home, day) == [
+        (bank, "ingested", None, 2),
+        (ledger_01, "ingested", None, 1),
+        (zero_name, "rejected", zero_reason, None),
+        (column_name, "rejected", column_reason, None),
+    ]
+
+    # One file fixed, the other not: the fixed file's rejection is history, the other's still stands.
+    write_landing(landing, "ledger", day, csv_text([txn("F-L2", "6.00", day)]), part="02")
+    result = run_day(instance, day)
+    assert not result.success
+    assert zero_name not in ingest_error(result) and f"{column_name} rejected: {column_reason}" in ingest_error(result)
+    assert data_tables(snapshot(home, day)) == data_tables(before)
+    assert file_log(home, day) == [
+        (bank, "ingested", None, 2),
+        (ledger_01, "ingested", None, 1),
+        (zero_name, "superseded", f"replaced by new bytes (was rejected: {zero_reason})", None),
+        (column_name, "rejected", column_reason, None),
+    ]
+
+    write_landing(landing, "ledger", day, csv_text([txn("F-L3", "-1.00", day)]), part="03")
+    result = run_day(instance, day)
+    assert result.success, failure_message(result)
+    log = file_log(home, day)
+    assert sorted((name, status) for name, status, _, _ in log) == [
+        (bank, "ingested"),
+        (ledger_01, "ingested"),
+        (zero_name, "ingested"),
+        (zero_name, "superseded"),
+        (column_name, "ingested"),
+        (column_name, "superseded"),
+    ]
+    assert data_tables(snapshot(home, day)) == data_tables(clean_run(landing, tmp_path, monkeypatch, day))

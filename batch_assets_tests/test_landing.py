@@ -199,3 +199,17 @@ def test_digest_is_of_the_bytes(landing: Path) -> None:
     c = write_landing(landing, "ledger", DAY, HEADER + "\n", part="03")
     assert digest_file(a).sha256 == digest_file(b).sha256 != digest_file(c).sha256
     assert digest_file(a).size_bytes == len(HEADER)
+
+
+def test_a_file_removed_after_the_listing_is_rejected_so_the_other_files_are_still_judged(landing: Path) -> None:
+    gone = write_landing(landing, "ledger", DAY, csv_text([txn("L1", "1.00", DAY)]))
+    kept = write_landing(landing, "ledger", DAY, csv_text([txn("L2", "2.00", DAY)]), part="02")
+    listed, _ = scan_landing(landing, DAY)
+    gone.unlink()
+    with pytest.raises(RejectedFile) as rejected:
+        digest_file(listed[0])
+    assert (rejected.value.name, rejected.value.reason) == (
+        f"ledger/{gone.name}",
+        "removed after it was listed (deliver it again, or leave it out)",
+    )
+    assert digest_file(listed[1]).size_bytes == kept.stat().st_size

@@ -30,6 +30,9 @@ DELIVERY_SCHEMA: dict[str, pl.DataType] = {
     k: v for k, v in FILE_LOG_SCHEMA.items() if k != "first_seen_at"
 }
 _KEY = ["file_name", "sha256"]
+# The sha256 logged for a file rejected before any of its bytes were read (replaced or removed after the
+# listing, or not readable): there is nothing to hash, and reading what the name holds now is not safe.
+NOT_READ = ""
 
 
 def mark_duplicates(deliveries: pl.DataFrame, ingested_elsewhere: pl.DataFrame) -> pl.DataFrame:
@@ -64,25 +67,33 @@ def next_file_log(
 ) -> pl.DataFrame:
     """The day's file log after an ingest, as a pure function of what was there and what happened.
 
-    A source that failed keeps its previous entries (its raw data is unchanged) and gains its rejected
-    files. A source that succeeded lists its current deliveries; earlier versions of its files become
-    `superseded`. An entry keeps the time it was first seen, so re-running a day leaves the log identical.
+    Every file this run rejected is listed, with its reason. A source that succeeded lists its current
+    deliveries. A source that failed keeps its other entries as they were, because its raw data is unchanged.
+    An earlier entry that this run does not list becomes `superseded`: an earlier version of a file, a file
+    taken away, or a rejection whose file has since been fixed or withdrawn. An entry keeps the time it was
+    first seen, so re-running a day leaves the log identical.
     """
     deliveries = deliveries.cast(DELIVERY_SCHEMA)  # type: ignore[arg-type]
     previous = previous.cast(FILE_LOG_SCHEMA)  # type: ignore[arg-type]
     failed = pl.col("source").is_in(list(failed_sources))
-    first_seen = previous.select(*_KEY, "first_seen_at")
+    rejected = pl.col("status") == STATUS_REJECTED
+    first_seen = previous.group_by(_KEY).agg(pl.col("first_seen_at").min())
 
-    kept_after_failure = previous.filter(failed)
-    newly_rejected = deliveries.filter(failed & (pl.col("status") == STATUS_REJECTED)).join(
-        previous.select(_KEY), on=_KEY, how="anti"
+    logged = deliveries.filter(~failed | rejected)
+    # A failed source's ingested and duplicate entries describe its unchanged raw data. Its history stays too,
+    # unless the same bytes are listed again now (rejected once more), which would list them twice.
+    kept = pl.concat(
+        [
+            previous.filter(failed & pl.col("status").is_in([STATUS_INGESTED, STATUS_DUPLICATE])),
+            previous.filter(failed & (pl.col("status") == STATUS_SUPERSEDED)).join(
+                logged.select(_KEY), on=_KEY, how="anti"
+            ),
+        ]
     )
-
-    current = deliveries.filter(~failed)
-    still_named = current.select("file_name").unique()
+    still_named = deliveries.select("file_name").unique()
     replaced = (
-        previous.filter(~failed)
-        .join(current.select(_KEY), on=_KEY, how="anti")
+        previous.filter(~failed | rejected)
+        .join(logged.select(_KEY), on=_KEY, how="anti")
         .join(still_named.with_columns(pl.lit(True).alias("_named")), on="file_name", how="left")
         .with_columns(
             pl.when(pl.col("status") == STATUS_SUPERSEDED)
@@ -102,12 +113,11 @@ def next_file_log(
         )
         .drop("_named")
     )
-    logged = pl.concat([current, newly_rejected]).join(first_seen, on=_KEY, how="left").with_columns(
+    logged = logged.join(first_seen, on=_KEY, how="left").with_columns(
         pl.col("first_seen_at").fill_null(pl.lit(now, FILE_LOG_SCHEMA["first_seen_at"]))
     )
     return (
-        pl.concat([kept_after_failure, replaced, logged.select(FILE_LOG_SCHEMA.keys())], how="vertical")
+        pl.concat([kept, replaced, logged.select(FILE_LOG_SCHEMA.keys())], how="vertical")
         .cast(FILE_LOG_SCHEMA)  # type: ignore[arg-type]
-        .sort("file_name", "first_seen_at", "sha256")
+        .sort("file_name", "first_seen_at", "sha256", "status")
     )
-

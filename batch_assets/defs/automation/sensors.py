@@ -30,7 +30,16 @@ from batch_assets.settings import Settings, setting
 from batch_assets.transforms.contract import SOURCES
 
 OPEN_ITEMS_KEY = dg.AssetKey(["recon", "open_items"])
-RAW_KEYS = [dg.AssetKey(["raw", source]) for source in SOURCES]
+RAW_KEYS = {source: dg.AssetKey(["raw", source]) for source in SOURCES}
+FILE_LOG_KEY = dg.AssetKey(["ops", "file_log"])
+# A run of these may still be reading a day's files, or about to: the warehouse may soon hold other bytes.
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 # Hashing is the expensive part of a tick; stop starting new days after this much of the daemon's 60 s.
 HASH_BUDGET_SECONDS = 30.0
 REPORTED_LIMIT = 2000
@@ -85,6 +94,66 @@ def _content_key(shas: dict[str, str]) -> str:
     """The day's distinct file contents (`shas`: file name to sha256): the same bytes under another name give
     the same key."""
     return hashlib.sha256("\n".join(sorted(set(shas.values()))).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the warehouse holds for a day, as its ingests recorded it in their materializations (a sensor never
+    opens the warehouse, whose lock the writing runs need).
+
+    `files` maps each source whose raw partition was ever written to that partition's files (name to sha256),
+    and `runs` to the run that wrote it. `ingest_run` is the latest run whose ingest committed anything for the
+    day: the file log is written by every ingest that judged the files, even when a source failed."""
+
+    files: dict[str, dict[str, str]]
+    runs: dict[str, str]
+    ingest_run: str | None
+
+    @property
+    def after(self) -> str:
+        """Names the warehouse's state of the day in run keys: it changes with every ingest that commits."""
+        return self.ingest_run or "none"
+
+    def seen(self) -> dict[str, str]:
+        return {name: sha for files in self.files.values() for name, sha in files.items()}
+
+    def holds(self, files: list[LandingFile], shas: dict[str, str]) -> bool:
+        """Whether the day already holds exactly these bytes, all from the latest ingest: then nothing after
+        that ingest failed part-way, and a run would change nothing."""
+        if self.ingest_run is None or any(self.runs.get(source) != self.ingest_run for source in SOURCES):
+            return False
+        return all(
+            set(self.files[source].values()) == {shas[f.name] for f in files if f.source == source}
+            for source in SOURCES
+        )
+
+
+def _held(instance: dg.DagsterInstance, day: str) -> Held:
+    """Read from the latest materializations of the day's raw partitions and of its file log."""
+    files: dict[str, dict[str, str]] = {}
+    runs: dict[str, str] = {}
+    for source, key in RAW_KEYS.items():
+        record = _latest_materialization(instance, key, day)
+        if record is not None:
+            metadata = record.asset_materialization.metadata
+            entries = metadata["input_files"].value if "input_files" in metadata else []
+            files[source] = {entry["file_name"]: entry["sha256"] for entry in entries}
+            runs[source] = record.run_id
+    log = _latest_materialization(instance, FILE_LOG_KEY, day)
+    return Held(files, runs, log.run_id if log is not None else None)
+
+
+def _latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, day: str) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1)
+    return records.records[0] if records.records else None
+
+
+def _unfinished_run(instance: dg.DagsterInstance, day: str) -> bool:
+    return bool(
+        instance.get_run_ids(
+            dg.RunsFilter(job_name=jobs.daily_job.name, tags={"dagster/partition": day}, statuses=UNFINISHED), limit=1
+        )
+    )
 
 
 def _done_markers(root: Path) -> set[str]:
@@ -174,37 +243,65 @@ def landing_files(
         if unstable:
             waiting.append(f"{day}: {', '.join(unstable)} still being written (no .done, changed < {quiet_seconds:g}s ago)")
             continue
-        try:
-            # Hashed through the file as listed, so a FIFO or symlink swapped in since cannot block or mislead us.
-            shas[day] = {f.name: digest_file(f).sha256 for f in day_files}
-        except RejectedFile as error:
-            waiting.append(f"{day}: {error}")
+        # Hashed through the file as listed, so a FIFO or symlink swapped in since cannot block or mislead us.
+        # Every file is hashed, so that the wait names each one that cannot be.
+        day_shas: dict[str, str] = {}
+        unreadable: list[str] = []
+        for f in day_files:
+            try:
+                day_shas[f.name] = digest_file(f).sha256
+            except RejectedFile as error:
+                unreadable.append(str(error))
+        if unreadable:
+            waiting.append(f"{day} cannot be hashed: {'; '.join(unreadable)}")
             continue
+        shas[day] = day_shas
         ready[day] = _content_key(shas[day])
         cursor.days[day] = _stat_fingerprint(day_files)
     if len(ordered) and ordered[-1] == cursor.after:
         cursor.after = ""  # a full lap: the next tick starts from the first day again
 
+    # A run key names the content and the warehouse's state of the day it follows, so content that comes back
+    # (A, B, then A again) is a new key, while a replayed tick asks with the same key. A day that already holds
+    # its files, with no run of it unfinished, needs no run: renamed or touched files are not requested.
+    held = {day: _held(context.instance, day) for day in ready}
+    current = [
+        day
+        for day in ready
+        if held[day].holds(by_day[day], shas[day]) and not _unfinished_run(context.instance, day)
+    ]
+    for day in current:
+        del ready[day]
+    more = f" and {len(current) - 10} more days" if len(current) > 10 else ""
+    current_note = f"; the warehouse already holds the files of {', '.join(current[:10])}{more}" if current else ""
+
     if not ready:
         context.update_cursor(cursor.dump())
         if waiting:
-            return dg.SkipReason("no business day is ready: " + "; ".join(waiting[:20]) + ignored_note)
-        return dg.SkipReason(f"no new or changed files in {root} ({len(files)} files, all requested before){ignored_note}")
+            return dg.SkipReason("no business day is ready: " + "; ".join(waiting[:20]) + current_note + ignored_note)
+        return dg.SkipReason(
+            f"no new or changed files in {root} ({len(files)} files, all requested before){current_note}{ignored_note}"
+        )
 
+    change = {day: f"{key}:after:{held[day].after}" for day, key in ready.items()}
     requests = [
         dg.RunRequest(
-            run_key=f"files:{day}:{key}",
+            run_key=f"files:{day}:{change[day]}",
             partition_key=day,
-            tags=jobs.run_tags("landing_files", **{"batch_assets/content_key": key}),
+            tags=jobs.run_tags(
+                "landing_files",
+                **{"batch_assets/content_key": key, "batch_assets/after_ingest": held[day].after},
+            ),
         )
         for day, key in sorted(ready.items())
     ]
     # New bytes for a day change what every later reconciled day carried: re-run those after it, in order.
     # A reconciled day whose files were only renamed or touched changes nothing after it.
     reconciled = context.instance.get_materialized_partitions(OPEN_ITEMS_KEY)
-    late = {day: _late_files(context.instance, day, shas[day]) for day in ready if day in reconciled}
+    late = {day: _late_files(held[day], shas[day]) for day in ready if day in reconciled}
     changed = [day for day in ready if day not in late or late[day]]
-    trigger = hashlib.sha256(" ".join(f"{d}:{k}" for d, k in sorted(ready.items())).encode()).hexdigest()[:16]
+    # Made of the days' run keys, so a forward re-run is asked for again whenever its trigger is new.
+    trigger = hashlib.sha256(" ".join(f"{d}:{c}" for d, c in sorted(change.items())).encode()).hexdigest()[:16]
     earliest = min(changed, default=None)
     later = sorted(d for d in reconciled if earliest and d > earliest and d not in ready)
     requests += [
@@ -214,7 +311,7 @@ def landing_files(
     requests.sort(key=lambda r: r.partition_key)
     for day, files in sorted(late.items()):
         if files:
-            _alert_late_files(context, alerts, day, ready[day], files, sorted(d for d in reconciled if d > day))
+            _alert_late_files(context, alerts, day, change[day], files, sorted(d for d in reconciled if d > day))
     context.log.info(
         f"requesting {len(ready)} day(s) with new or changed files ({', '.join(sorted(ready))}) and {len(later)} "
         "later day(s) to re-run"
@@ -222,19 +319,9 @@ def landing_files(
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
 
 
-def _late_files(instance: dg.DagsterInstance, day: str, shas: dict[str, str]) -> dict[str, str]:
-    """The files of `day` whose bytes its latest ingest did not see, each marked "new" or "changed".
-
-    What the ingest saw comes from its materializations' metadata: a sensor never opens the warehouse, whose
-    lock the writing runs need."""
-    seen: dict[str, str] = {}
-    for key in RAW_KEYS:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
-        ).records
-        metadata = records[0].asset_materialization.metadata if records else {}
-        files = metadata["input_files"].value if "input_files" in metadata else []
-        seen.update({entry["file_name"]: entry["sha256"] for entry in files})
+def _late_files(held: Held, shas: dict[str, str]) -> dict[str, str]:
+    """The files of a day whose bytes the warehouse does not hold, each marked "new" or "changed"."""
+    seen = held.seen()
     seen_bytes = set(seen.values())
     return {name: "changed" if name in seen else "new" for name, sha in sorted(shas.items()) if sha not in seen_bytes}
 
@@ -243,12 +330,12 @@ def _alert_late_files(
     context: dg.SensorEvaluationContext,
     alerts: AlertResource,
     day: str,
-    content_key: str,
+    change: str,
     files: dict[str, str],
     later: list[str],
 ) -> None:
-    """Alert that `files` landed for `day` after it was reconciled. The key is the day's new content, so each
-    change alerts once, however often a tick is replayed."""
+    """Alert that `files` landed for `day` after it was reconciled. The key is the change its run key names (the
+    new content and the state it follows), so each change alerts once, however often a tick is replayed."""
     stale = (
         f"The reconciled days after it, {', '.join(later)}, carried its open items: they are stale until they "
         "are re-run, in order, which this tick requests."
@@ -258,14 +345,14 @@ def _alert_late_files(
     described = ", ".join(f"{name} ({how})" for name, how in files.items())
     alerts.send(
         Alert(
-            key=f"late_file:{day}:{content_key}",
+            key=f"late_file:{day}:{change}",
             kind="late_file",
             severity="WARN",
             title=f"Late file(s) for {day}, which was already reconciled",
             text=f"{described} landed after {day} was reconciled; {day} is re-run. {stale}",
             business_date=day,
             url=f"{alerts.ui_url.rstrip('/')}/assets/recon/summary?partition={day}",
-            details={"files": list(files), "rerun_days": [day, *later], "content_key": content_key},
+            details={"files": list(files), "rerun_days": [day, *later], "content_key": change.split(":")[0]},
         ),
         context.log,
     )

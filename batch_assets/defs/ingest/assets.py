@@ -9,6 +9,7 @@ import polars as pl
 
 from batch_assets.faults import fault_point
 from batch_assets.landing import (
+    FileDigest,
     LandingFile,
     RejectedFile,
     digest_file,
@@ -29,6 +30,7 @@ from batch_assets.transforms.contract import (
 )
 from batch_assets.transforms.deliveries import (
     DELIVERY_SCHEMA,
+    NOT_READ,
     mark_duplicates,
     next_file_log,
 )
@@ -74,8 +76,9 @@ def ingest(
 ):
     """Read the day's landing files strictly and replace the raw partitions and the file log atomically.
 
-    A source with a rejected file (or with no file at all) fails and keeps its previous raw data; the file
-    log records the rejection either way. The other source still lands.
+    Every file of the day is judged, and every rejected file is recorded in the file log with its reason. A
+    source with a rejected file (or with no file at all) fails and keeps its previous raw data; the other
+    source still lands.
     """
     started = time.perf_counter()
     day = business_date(context)
@@ -86,15 +89,23 @@ def ingest(
     for item in ignored:
         if day.isoformat() in item.name:
             context.log.warning(f"ignored {item.name}: {item.reason}")
-    digests = {file.name: digest_file(file) for file in files}
+    # Every listed file is judged in this run, whatever happens to the others: a file that cannot even be
+    # hashed is rejected here and recorded with the rest, instead of ending the run before any is recorded.
+    digests: dict[str, FileDigest] = {}
+    outcomes: dict[str, tuple[str, str | None, int | None]] = {}
+    for file in files:
+        try:
+            digests[file.name] = digest_file(file)
+        except RejectedFile as error:
+            outcomes[file.name] = (STATUS_REJECTED, error.reason, None)
     deliveries = pl.DataFrame(
         [
             {
                 "business_date": day,
                 "source": file.source,
                 "file_name": file.name,
-                "sha256": digests[file.name].sha256,
-                "size_bytes": digests[file.name].size_bytes,
+                "sha256": digests[file.name].sha256 if file.name in digests else NOT_READ,
+                "size_bytes": digests[file.name].size_bytes if file.name in digests else file.size_bytes,
                 "status": None,
                 "reason": None,
                 "row_count": None,
@@ -107,12 +118,13 @@ def ingest(
     tracker = progress.tracker(context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines")
     spills: dict[str, Path] = {}
     try:
-        outcomes = {}
         for file in files:
-            outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
-            tracker.advance(digests[file.name].newlines, note=file.name)
-            if outcomes[file.name][0] == STATUS_REJECTED:
-                context.log.error(f"rejected {file.name}: {outcomes[file.name][1]}")
+            if file.name in digests:
+                outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
+                tracker.advance(digests[file.name].newlines, note=file.name)
+            status, reason, _ = outcomes[file.name]
+            if status == STATUS_REJECTED:
+                context.log.error(f"rejected {file.name}: {reason}")
         ingested_elsewhere = wh.query(
             "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date < ? "
             "AND sha256 IN (SELECT sha256 FROM deliveries)",
@@ -187,7 +199,8 @@ def ingest(
     )
     if failures:
         raise dg.Failure(
-            description="; ".join(f"{source}: {reason}" for source, reason in failures.items()),
+            description="; ".join(f"{source}: {reason}" for source, reason in failures.items())
+            + f". {_next_step(day)}",
             metadata={"failed_sources": dg.MetadataValue.json(failures)},
             allow_retries=False,
         )
@@ -196,7 +209,8 @@ def ingest(
 def _read_to_spill(
     file: LandingFile, digests: dict, wh: Warehouse, run_id: str, spills: dict[str, Path]
 ) -> tuple[str, str | None, int | None]:
-    """Read one file strictly into a Parquet spill; (status, reason, rows). Any read error rejects the file."""
+    """Read one file strictly into a Parquet spill; (status, reason, rows). A file that cannot be read whole is
+    rejected; a full disk or another fault of the machine is raised."""
     spill = wh.spill_path(run_id)
     spills[file.name] = spill
     try:
@@ -221,6 +235,14 @@ def _apply_outcomes(deliveries: pl.DataFrame, outcomes: dict[str, tuple[str, str
             pl.coalesce("row_count", "_rows").alias("row_count"),
         )
         .drop("_status", "_reason", "_rows")
+    )
+
+
+def _next_step(day: date) -> str:
+    return (
+        "The failed sources keep the day's previous data. Replace each rejected file with a corrected one or "
+        "remove it, and deliver any missing file: the landing sensor then runs the day again (or run it by hand). "
+        f"`batch-assets files {day}` lists every file of the day with its status and reason."
     )
 
 
