@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,6 +179,70 @@ def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[
         yield base_url
 
 
+def copy_of_the_repository(target: Path) -> Path:
+    """The repository's files (tracked, and new ones not ignored) copied to `target`, as a fresh clone has them,
+    with the project's venv linked in; nothing of ./data comes along."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / ".venv").symlink_to(Path(sys.prefix))
+    return target
+
+
+def scrubbed_environment(clone: Path) -> dict[str, str]:
+    """What a new user's shell has: a PATH with the venv first, a home folder, no BATCH_ASSETS_* nor DAGSTER_HOME."""
+    venv_bin = clone / ".venv" / "bin"
+    return {
+        "PATH": os.pathsep.join([str(venv_bin), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": str(clone.parent),
+        "LANG": "C.UTF-8",
+        "VIRTUAL_ENV": str(clone / ".venv"),
+    }
+
+
+@contextmanager
+def running_plain_dg_dev(clone: Path, port: int | None = None) -> Iterator[str]:
+    """`dg dev` started in the repository copy `clone` as a new user starts it: nothing exported, so the
+    instance and the data are the defaults under `clone/data`. Yields the base URL."""
+    port = port or free_port()
+    command = [str(clone / ".venv" / "bin" / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    process = _start(command, clone, scrubbed_environment(clone), clone / "dg-dev.log")
+    with _served(process, f"http://127.0.0.1:{port}", clone / "dg-dev.log") as base_url:
+        yield base_url
+
+
+def _start(command: list[str], cwd: Path, environ: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as log_file:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@contextmanager
+def _served(process: subprocess.Popen[bytes], base_url: str, log: Path) -> Iterator[str]:
+    """Wait until `process` serves the UI with the code location loaded; stop its whole tree on the way out."""
+    try:
+        _wait_until_ready(process, base_url)
+        yield base_url
+    except BaseException:
+        print(f"--- last {LOG_TAIL_LINES} lines of {log} ---\n{log_tail(log)}", file=sys.stderr)
+        raise
+    finally:
+        _stop(process)
+
+
 @contextmanager
 def running_dev_command(
     home: Path, command: list[str], port: int, overrides: Mapping[str, str] | None, log: Path
@@ -194,21 +259,6 @@ def running_dev_command(
         pass
     (Path(environ[settings.HOME]) / "landing").mkdir(parents=True, exist_ok=True)
 
-    with log.open("ab") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_ready(process, base_url)
+    process = _start(command, REPO_ROOT, environ, log)
+    with _served(process, base_url, log):
         yield base_url, process
-    except BaseException:
-        print(f"--- last {LOG_TAIL_LINES} lines of {log} ---\n{log_tail(log)}", file=sys.stderr)
-        raise
-    finally:
-        _stop(process)
