@@ -21,10 +21,7 @@ from batch_assets.partitions import WAREHOUSE_POOL
 
 PACKAGE = Path(__file__).parents[1] / "batch_assets"
 # Calls that still reach past the public API outside the adapter, each with the reason it is left.
-NOT_MOVED_YET = {
-    # The file is being reworked by another change; the public way is fetch_materializations.
-    ("defs/automation/sensors.py", "get_materialized_partitions"),
-}
+NOT_MOVED_YET: set[tuple[str, str]] = set()
 
 
 @dg.asset

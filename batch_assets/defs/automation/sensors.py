@@ -150,7 +150,7 @@ def _latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, day:
 
 def _unfinished_run(instance: dg.DagsterInstance, day: str) -> bool:
     return bool(
-        instance.get_run_ids(
+        instance.get_run_records(
             dg.RunsFilter(job_name=jobs.daily_job.name, tags={"dagster/partition": day}, statuses=UNFINISHED), limit=1
         )
     )
@@ -297,7 +297,9 @@ def landing_files(
     ]
     # New bytes for a day change what every later reconciled day carried: re-run those after it, in order.
     # A reconciled day whose files were only renamed or touched changes nothing after it.
-    reconciled = context.instance.get_materialized_partitions(OPEN_ITEMS_KEY)
+    # None until the asset has been materialised once.
+    statuses = context.instance.get_status_by_partition(OPEN_ITEMS_KEY, DAILY.get_partition_keys(), DAILY) or {}
+    reconciled = {day for day, status in statuses.items() if status == dg.AssetPartitionStatus.MATERIALIZED}
     late = {day: _late_files(held[day], shas[day]) for day in ready if day in reconciled}
     changed = [day for day in ready if day not in late or late[day]]
     # Made of the days' run keys, so a forward re-run is asked for again whenever its trigger is new.
