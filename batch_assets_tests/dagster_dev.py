@@ -61,6 +61,42 @@ mutation LaunchBackfill($params: LaunchBackfillParams!) {
 REPOSITORY = {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__"}
 
 
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+RUN_STATUS = """
+query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+"""
+
+
+def launch_partition(base_url: str, partition: str) -> str:
+    """What the UI's Launchpad sends to run the daily job for one partition; returns the run id."""
+    params = {
+        "selector": {**REPOSITORY, "jobName": "daily_reconciliation"},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+    }
+    launched = graphql(base_url, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def wait_for_run(base_url: str, run_id: str, timeout: float = 300.0) -> str:
+    """The run's status once it has ended (SUCCESS, FAILURE or CANCELED)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = graphql(base_url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise DagsterDevError(f"run {run_id} had not ended after {timeout:.0f} s")
+
+
 def job_backfill_params(partitions: list[str]) -> dict[str, Any]:
     """Jobs → daily_reconciliation → Materialize all → a range → Launch backfill, with no tag added."""
     selector = {"repositorySelector": REPOSITORY, "partitionSetName": "daily_reconciliation_partition_set"}
@@ -207,13 +243,14 @@ def scrubbed_environment(clone: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_plain_dg_dev(clone: Path, port: int | None = None) -> Iterator[str]:
-    """`dg dev` started in the repository copy `clone` as a new user starts it: nothing exported, so the
-    instance and the data are the defaults under `clone/data`. Yields the base URL."""
+def running_plain_dev(clone: Path, tool: str = "dg", port: int | None = None) -> Iterator[str]:
+    """`dg dev` (or `dagster dev`) started in the repository copy `clone` as a new user starts it: nothing
+    exported, so the instance and the data are the defaults under `clone/data`. Yields the base URL."""
     port = port or free_port()
-    command = [str(clone / ".venv" / "bin" / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
-    process = _start(command, clone, scrubbed_environment(clone), clone / "dg-dev.log")
-    with _served(process, f"http://127.0.0.1:{port}", clone / "dg-dev.log") as base_url:
+    command = [str(clone / ".venv" / "bin" / tool), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    log = clone / f"{tool}-dev.log"
+    process = _start(command, clone, scrubbed_environment(clone), log)
+    with _served(process, f"http://127.0.0.1:{port}", log) as base_url:
         yield base_url
 
 
