@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`. More than the 2 cores: many tests spend their time waiting on
+# subprocesses, servers and runs, not computing (README, Development: what was measured).
+TEST_WORKERS ?= 4
+# What `make check` formats and lints.
+LINT_PATHS := batch_assets batch_assets_tests benchmarks
 # `make bench BENCH_ARGS="--sizes 1000000 --repeats 1"` for a shorter run; --with-20m adds a 20M-row day.
 BENCH_ARGS ?= --sizes 1000000,5000000 --repeats 3
 # Then a 30-day backfill of 10,000-row days through the daemon (benchmarks/backfill.py).
 BACKFILL_ARGS ?= --days 30 --rows 10000
 
-.PHONY: install browser postgres-server test demo dev bench profile lock clean
+.PHONY: install browser postgres-server check test demo dev bench profile lock clean
 
 install: $(STAMP)
 
@@ -27,8 +32,15 @@ browser:
 postgres-server:
 	scripts/install-postgres
 
-test: $(STAMP) browser postgres-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Formatting, lint (including SQL built from strings, S608) and the unit tests: a couple of minutes at most.
+check: $(STAMP)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/python -m pytest -m unit -q
+
+# `make check`, then every other test, in parallel, slow ones first; an xdist_group runs on one worker.
+test: check browser postgres-server
+	$(BIN)/python -m pytest -m "not unit" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/batch-assets demo
@@ -54,4 +66,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache test-artifacts

@@ -10,6 +10,15 @@ import pytest
 
 from batch_assets import settings
 
+# The fault-injection tests' fixtures (a clean reference run, the first day reconciled once a session).
+pytest_plugins = ["batch_assets_tests.faults"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort): under `make test`'s parallel workers the longest ones start at once
+    instead of being the last ones left running."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -43,6 +43,10 @@ from batch_assets_tests.test_ingest_and_validate import (
     snapshot,
 )
 
+# The corpus tests share one warehouse and instance (the module-scoped `shared`): under `make test` one worker
+# runs them all and builds it once.
+pytestmark = pytest.mark.xdist_group("bad_inputs")
+
 # -- fuzzing the readers -------------------------------------------------------------------------------------
 #
 # The properties: no input crashes the reader (it lands the file or raises RejectedFile), and a landed file is
@@ -164,6 +168,7 @@ def reference_csv(data: bytes) -> tuple[list[str], list[tuple]] | None:
 
 @FUZZ
 @given(csv_files(mutate=False))
+@pytest.mark.unit
 def test_a_well_formed_csv_file_lands_whole_and_exact(case: tuple[bytes, list[str], bool]) -> None:
     data, header, _ = case
     expected = reference_csv(data)
@@ -175,6 +180,7 @@ def test_a_well_formed_csv_file_lands_whole_and_exact(case: tuple[bytes, list[st
 
 @FUZZ
 @given(csv_files(mutate=True))
+@pytest.mark.unit
 def test_any_csv_bytes_land_whole_or_are_rejected(case: tuple[bytes, list[str], bool]) -> None:
     data, header, well_formed = case
     try:
@@ -276,6 +282,7 @@ def reference_jsonl(data: bytes) -> list[tuple] | None:
 
 @FUZZ
 @given(jsonl_files(mutate=False))
+@pytest.mark.unit
 def test_a_well_formed_jsonl_file_lands_whole_with_numbers_as_written(case: tuple[bytes, bool]) -> None:
     data, _ = case
     expected = reference_jsonl(data)
@@ -288,6 +295,7 @@ def test_a_well_formed_jsonl_file_lands_whole_with_numbers_as_written(case: tupl
 
 @FUZZ
 @given(jsonl_files(mutate=True))
+@pytest.mark.unit
 def test_any_jsonl_bytes_land_whole_or_are_rejected(case: tuple[bytes, bool]) -> None:
     data, well_formed = case
     try:

@@ -32,7 +32,8 @@ def test_a_small_child_of_a_big_harness_is_measured_small(tmp_path: Path) -> Non
     # had scored a 5M-row day, every later child "peaked" at the harness's 3.9 GiB.
     ballast = bytearray(400 * 2**20)
     ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page, so that it is resident
-    child = "import time; time.sleep(0.5)"
+    # Long enough for a few samples even when the harness's /proc scans are slowed by a busy machine.
+    child = "import time; time.sleep(2)"
     result = run_measured([sys.executable, "-c", child], env={}, cwd=tmp_path, log=tmp_path / "log", timeout_seconds=60)
     assert result.returncode == 0 and result.samples > 3
     assert 0 < result.peak_rss_bytes < 200 * 2**20

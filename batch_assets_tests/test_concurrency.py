@@ -23,12 +23,12 @@ from batch_assets.storage import TABLES, Warehouse
 from batch_assets_tests.faults import (
     D1,
     D2,
+    FAST_TRANSIENT_RETRY,
     assert_dagster_agrees_with_the_commit_log,
-    clean_tables,  # noqa: F401 (a fixture)
     cli,
-    deliver,
     runs_of,
     tables,
+    with_step_retry_policy,
 )
 from batch_assets_tests.test_alerting import alert_lines, tick
 
@@ -112,11 +112,10 @@ def analyst(home: Path):
      ("batch_assets.operations.daily_job_definition", False)],
     ids=["step-outlives-its-killed-worker", "paused-worker-wakes-up"],
 )
+@pytest.mark.usefixtures("first_day_reconciled")
 def test_a_zombie_step_s_late_write_is_refused_and_the_retry_s_result_stands(
-    job: str, worker_dies: bool, home: Path, landing: Path, tmp_path: Path, clean_tables: dict[str, list[tuple]]
+    job: str, worker_dies: bool, home: Path, tmp_path: Path, clean_tables: dict[str, list[tuple]]
 ) -> None:
-    deliver(landing)
-    assert run_days([D1]) is None
     hold = tmp_path / "hold"
     hold.mkdir()
     worker = subprocess.Popen(
@@ -166,11 +165,10 @@ def test_a_zombie_step_s_late_write_is_refused_and_the_retry_s_result_stands(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("first_day_reconciled")
 def test_an_outside_session_shorter_than_the_lock_timeout_is_waited_out(
-    home: Path, landing: Path, analyst, clean_tables: dict[str, list[tuple]]
+    home: Path, analyst, clean_tables: dict[str, list[tuple]]
 ) -> None:
-    deliver(landing)
-    assert run_days([D1]) is None
     holder = analyst(4)
     with dg.DagsterInstance.get() as instance:
         assert run_days([D2]) is None
@@ -181,19 +179,23 @@ def test_an_outside_session_shorter_than_the_lock_timeout_is_waited_out(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("first_day_reconciled")
 def test_an_outside_session_longer_than_the_lock_timeout_fails_the_run_naming_it_and_alerts(
-    home: Path, landing: Path, analyst, monkeypatch: pytest.MonkeyPatch
+    home: Path, analyst, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deliver(landing)
-    assert run_days([D1]) is None
     before = tables(home, (D1,))
     monkeypatch.setenv(settings.LOCK_TIMEOUT_SECONDS, "1")
     with dg.DagsterInstance.get() as instance:
         started = tick(alerting.run_failure_alert, instance, None)
         holder = analyst(600)
-        assert run_days([D2]) == D2  # the step retries with backoff (about 30 s), then the run fails
+        # The shipped policy's retries and backoff, with waits short enough for a test.
+        job = with_step_retry_policy(daily_job_definition(), FAST_TRANSIENT_RETRY)
+        result = job.execute_in_process(partition_key=D2.isoformat(), instance=instance, raise_on_error=False)
+        assert not result.success  # each attempt waits out the lock timeout; the last one fails the run
         holder.kill()
         (run,) = runs_of(instance, D2)
+        retried = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        assert [e.step_key for e in retried] == ["ingest"] * FAST_TRANSIENT_RETRY.max_retries
         error = step_failures(instance, run.run_id)["ingest"]
         tick(alerting.run_failure_alert, instance, started.cursor)
 
@@ -206,11 +208,10 @@ def test_an_outside_session_longer_than_the_lock_timeout_fails_the_run_naming_it
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("first_day_reconciled")
 def test_two_runs_of_the_same_day_at_once_leave_one_result(
-    home: Path, landing: Path, clean_tables: dict[str, list[tuple]]
+    home: Path, clean_tables: dict[str, list[tuple]]
 ) -> None:
-    deliver(landing)
-    assert run_days([D1]) is None
     # A backfill's run and the sensor's run of the same day, in two processes at once.
     both = [
         subprocess.Popen([str(Path(sys.executable).with_name("batch-assets")), "run", "--start", D2.isoformat(), "--days", "1"],

@@ -10,28 +10,23 @@ import dagster as dg
 import pytest
 
 from batch_assets.faults import CRASH_AT, POINTS, STAGES
-from batch_assets.operations import run_days
 from batch_assets_tests.faults import (
     D1,
     D2,
     assert_dagster_agrees_with_the_commit_log,
-    clean_tables,  # noqa: F401 (a fixture)
     cli,
-    deliver,
     runs_of,
     tables,
 )
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("first_day_reconciled")
 @pytest.mark.parametrize("point", POINTS)
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_run_killed_at_a_crash_point_and_re_executed_from_failure_equals_a_clean_run(
-    stage: str, point: str, home: Path, landing: Path, clean_tables: dict[str, list[tuple]]
+    stage: str, point: str, home: Path, clean_tables: dict[str, list[tuple]]
 ) -> None:
-    deliver(landing)
-    assert run_days([D1]) is None
-
     crashed = cli("run", "--start", D2.isoformat(), "--days", "1", env={CRASH_AT: f"{stage}:{point}"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
 

@@ -24,7 +24,17 @@ mutation Start($selector: SensorSelector!) {
   }
 }
 """
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 10) { status timestamp } } }
+  }
+}
+"""
 RUN_WAIT_SECONDS = 300
+# The sensor ticks every 15 s; generous, as the daemon shares a small machine with other tests.
+TICK_WAIT_SECONDS = 180
 
 
 def wait_for_finished_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
@@ -36,6 +46,19 @@ def wait_for_finished_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
             return finished[0]
         time.sleep(2)
     raise AssertionError(f"no landing_files run finished within {RUN_WAIT_SECONDS} s")
+
+
+def wait_for_a_tick_after(base_url: str, selector: dict[str, str], moment: float) -> str:
+    """Wait until the daemon has finished a tick of the sensor that started after `moment`; that tick's status."""
+    deadline = time.monotonic() + TICK_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        sensor = graphql(base_url, SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        assert sensor["__typename"] == "Sensor", sensor
+        ended = [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > moment and t["status"] != "STARTED"]
+        if ended:
+            return ended[-1]["status"]  # newest first: the earliest such tick
+        time.sleep(1)
+    raise AssertionError(f"the sensor finished no tick within {TICK_WAIT_SECONDS} s after the run")
 
 
 @pytest.mark.slow
@@ -60,7 +83,8 @@ def test_the_daemon_runs_the_sensor_and_the_files_become_a_reconciled_day(tmp_pa
                 limit=1,
             )
             assert summary.records and summary.records[0].run_id == run.run_id
-            # The sensor recorded the day in its cursor, so the next ticks request nothing more.
-            time.sleep(20)
+            # The sensor recorded the day in its cursor, so the next tick requests nothing more.
+            ended_at = instance.get_run_record_by_id(run.run_id).end_time
+            assert wait_for_a_tick_after(base_url, selector, ended_at) == "SKIPPED"
             runs = instance.get_runs(filters=dg.RunsFilter(tags={TRIGGER_TAG: "landing_files"}))
             assert [r.run_id for r in runs] == [run.run_id]

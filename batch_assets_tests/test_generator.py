@@ -15,6 +15,8 @@ from batch_assets.generator import truth as truth_module
 from batch_assets.transforms import contract
 from batch_assets.transforms.references import normalise_reference
 
+pytestmark = pytest.mark.unit
+
 START = dt.date(2026, 12, 30)  # the range crosses a year end on purpose
 DAYS = 4
 ROWS = 3_000

@@ -175,6 +175,7 @@ def assert_every_table_survives(home: Path) -> None:
 
 
 @pytest.mark.parametrize("value", ["=1+1", "@cmd", "+cmd", "-cmd", "\t=1"])
+@pytest.mark.unit
 def test_formula_like_values_are_what_the_hostile_values_are_not(value: str) -> None:
     """The hostile values above are data because none looks like a formula; these do, and are quarantined."""
     flags = pl.DataFrame({"v": [value, *HOSTILE_VALUES]}).select(formula_like(pl.col("v")))["v"].to_list()

@@ -19,6 +19,8 @@ from batch_assets.landing import (
 )
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 
+pytestmark = pytest.mark.unit
+
 DAY = date(2026, 11, 21)
 HEADER = "txn_id,account_id,booking_date,value_date,amount,currency,reference,counterparty,description\n"
 

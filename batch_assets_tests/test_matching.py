@@ -15,6 +15,8 @@ from batch_assets.transforms.exceptions import classify, exceptions
 from batch_assets.transforms.matching import ITEM_SCHEMA, match_items, open_items
 from batch_assets.transforms.summary import ALL, account_figures, roll_up
 
+pytestmark = pytest.mark.unit
+
 D = date(2026, 11, 10)
 
 

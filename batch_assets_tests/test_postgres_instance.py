@@ -6,7 +6,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ import dagster as dg
 import pytest
 
 from batch_assets import settings
+from batch_assets_tests.dagster_dev import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "operations.md"
@@ -55,12 +55,6 @@ def server_bindir() -> Path | None:
     servers = glob.glob("/usr/lib/postgresql/*/bin/postgres")
     newest = max(servers, key=lambda path: float(Path(path).parents[1].name), default=None)
     return None if newest is None else Path(newest).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

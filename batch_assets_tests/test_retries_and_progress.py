@@ -66,6 +66,7 @@ class Lines:
         self.lines.append(message)
 
 
+@pytest.mark.unit
 def test_progress_logs_rate_and_eta_at_the_interval_and_at_the_end() -> None:
     clock, log = Clock(), Lines()
     progress = Progress(log, "ingest", total=1_000_000, interval_seconds=10, clock=clock)
@@ -82,6 +83,7 @@ def test_progress_logs_rate_and_eta_at_the_interval_and_at_the_end() -> None:
     assert log.lines[-1] == "ingest: 1,000,000/1,000,000 rows (100%), 90,909 rows/s, ETA 0s"
 
 
+@pytest.mark.unit
 def test_progress_eta_reads_in_minutes_and_hours() -> None:
     clock, log = Clock(), Lines()
     progress = Progress(log, "match", total=10_000_000, unit="items", interval_seconds=0, clock=clock)

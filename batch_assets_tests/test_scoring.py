@@ -36,6 +36,7 @@ TRUTH = truth_rows(
 )
 
 
+@pytest.mark.unit
 def test_a_perfect_engine_scores_one_and_unfindable_truth_does_not_count() -> None:
     result = score(match_rows(("m1", "L1", "B1"), ("m2", "L2", "B2"), ("m3", "L4", "B3"), ("m3", "L3", "B3")), TRUTH)
     assert (result.precision, result.recall) == (1.0, 1.0)
@@ -43,6 +44,7 @@ def test_a_perfect_engine_scores_one_and_unfindable_truth_does_not_count() -> No
     assert result.wrong.is_empty() and result.missed.is_empty()
 
 
+@pytest.mark.unit
 def test_a_wrong_pair_costs_precision_and_the_pairs_it_broke_cost_recall() -> None:
     result = score(match_rows(("m1", "L1", "B2"), ("m3", "L3", "B3"), ("m3", "L4", "B3")), TRUTH)
     assert result.precision == pytest.approx(1 / 2)
@@ -51,6 +53,7 @@ def test_a_wrong_pair_costs_precision_and_the_pairs_it_broke_cost_recall() -> No
     assert sorted(result.missed["group_id"]) == ["P-L1", "P-L2"]
 
 
+@pytest.mark.unit
 def test_a_group_counts_only_with_exactly_its_members() -> None:
     partial = score(match_rows(("m3", "L3", "B3")), TRUTH)
     assert partial.correct == 0 and partial.precision == 0.0
@@ -59,17 +62,20 @@ def test_a_group_counts_only_with_exactly_its_members() -> None:
     assert extra.correct == 0
 
 
+@pytest.mark.unit
 def test_matching_an_unfindable_true_pair_is_still_correct() -> None:
     result = score(match_rows(("m5", "L5", "B5")), TRUTH)
     assert result.precision == 1.0 and result.correct == 1
     assert result.recall == 0.0  # the three findable ones were not made
 
 
+@pytest.mark.unit
 def test_no_matches_and_no_truth_score_as_perfect_not_as_division_by_zero() -> None:
     empty = score(match_rows(), truth_rows())
     assert (empty.precision, empty.recall) == (1.0, 1.0)
 
 
+@pytest.mark.unit
 def test_the_readme_names_every_reason_a_true_pair_is_not_findable() -> None:
     reasons = {value for name, value in vars(truth_module).items() if name.startswith("REASON_")}
     assert len(reasons) >= 8

@@ -154,6 +154,7 @@ def test_batch_assets_dev_listens_on_loopback_only_and_shows_no_secret(tmp_path:
     assert token not in (home / "batch-assets-dev.log").read_text(errors="replace")
 
 
+@pytest.mark.unit
 def test_the_defaults_and_the_readme_say_loopback() -> None:
     assert build_parser().parse_args(["dev"]).host == "127.0.0.1"
     makefile = (REPO_ROOT / "Makefile").read_text()
@@ -166,6 +167,7 @@ def test_the_defaults_and_the_readme_say_loopback() -> None:
 # -- secrets ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_webhook_url_has_no_default_in_code_and_is_read_from_the_environment_at_run_time() -> None:
     assert AlertResource.model_fields["webhook_url"].default == ""
     assert AlertResource.variables()["webhook_url"] == settings.ALERT_WEBHOOK_URL
@@ -216,6 +218,7 @@ def test_the_webhook_secret_is_in_no_log_alert_event_run_or_file(
         assert not [e for e in instance.all_logs(run.run_id) if token in repr(e)]
 
 
+@pytest.mark.unit
 def test_a_malformed_webhook_url_is_not_echoed_where_the_failure_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -323,6 +326,7 @@ def swap_in(ledger: Path, outside: Path, swap: str) -> str:
 
 @pytest.mark.parametrize("swap", ["symlink", "rename"])
 @pytest.mark.parametrize("moment", ["before hashing", "between hashing and reading"])
+@pytest.mark.unit
 def test_a_file_swapped_after_the_scan_listed_it_is_rejected_not_read(
     landing: Path, tmp_path: Path, swap: str, moment: str
 ) -> None:
@@ -342,6 +346,7 @@ def test_a_file_swapped_after_the_scan_listed_it_is_rejected_not_read(
     assert not spill.exists()  # none of the outside file's rows landed
 
 
+@pytest.mark.unit
 def test_a_fifo_swapped_in_after_the_scan_is_rejected_without_blocking(landing: Path) -> None:
     ledger = write_landing(landing, "ledger", DAY, csv_text([txn("L1", "1.00", DAY)]))
     (file,), _ = scan_landing(landing, DAY)
@@ -366,6 +371,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_rejected_without_blocking(landing: 
     assert reasons == ["replaced after it was listed (it is no longer a regular file)"]
 
 
+@pytest.mark.unit
 def test_a_file_swapped_while_it_is_being_read_is_read_as_listed(
     landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

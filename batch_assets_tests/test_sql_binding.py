@@ -13,6 +13,8 @@ import pytest
 
 import batch_assets
 
+pytestmark = pytest.mark.unit
+
 # Methods that take SQL text as their first argument: DuckDB's execute, executemany, sql and query, and the
 # warehouse's own query, which hands its text to DuckDB.
 SINKS = frozenset({"execute", "executemany", "sql", "query"})
@@ -420,7 +422,13 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
     # The scan must have seen the statements, or it proves nothing: the warehouse's writes and reads, the
     # checks, the reports and the CSV structure check.
     modules = {entry.split(":")[0] for entry in checked}
-    assert {"batch_assets.storage", "batch_assets.landing", "batch_assets.checks", "batch_assets.operations"} <= modules
+    assert {
+        "batch_assets.storage",
+        "batch_assets.landing",
+        "batch_assets.defs.validate.checks",
+        "batch_assets.defs.reconcile.checks",
+        "batch_assets.operations",
+    } <= modules
     assert len(checked) >= 25
 
 
@@ -429,7 +437,7 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
     [
         # A SQL fragment field filled from data at one construction reaches storage's commit statement.
         (
-            "batch_assets.assets.match",
+            "batch_assets.defs.reconcile.match",
             "def _injected(day):\n    return PartitionWrite(MATCHES, day, [], amount_total_sql=f\"sum(amount) + {day}\")\n",
             "batch_assets.storage:",
         ),
@@ -441,9 +449,9 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
         ),
         # A check's WHERE clause built from the partition key.
         (
-            "batch_assets.checks",
+            "batch_assets.defs.reconcile.checks",
             "def _injected(warehouse, context):\n    return _summary_row(warehouse, context, f\"currency = '{context.partition_key}'\")\n",
-            "batch_assets.checks:",
+            "batch_assets.defs.reconcile.checks:",
         ),
     ],
     ids=["partition-write-field", "bucket-key", "check-clause"],

@@ -61,6 +61,7 @@ RUN_1 = RunIdentity("run-1", 1000.0)
 RUN_2 = RunIdentity("run-2", 2000.0)
 
 
+@pytest.mark.unit
 def test_replace_is_idempotent_and_touches_only_its_day(wh: Warehouse) -> None:
     write(wh, quarantine_rows(3, date(2026, 11, 20)), RUN_1, date(2026, 11, 20))
     write(wh, quarantine_rows(5), RUN_1)
@@ -75,12 +76,14 @@ def test_replace_is_idempotent_and_touches_only_its_day(wh: Warehouse) -> None:
     assert wh.last_commit("staging.quarantine", DAY).fingerprint != first.fingerprint
 
 
+@pytest.mark.unit
 def test_lazy_frames_stream_through_a_spill_that_is_removed(wh: Warehouse) -> None:
     write(wh, quarantine_rows(4).lazy(), RUN_1)
     assert partition(wh).height == 4
     assert list(wh.scratch_dir.glob("*.parquet")) == []
 
 
+@pytest.mark.unit
 def test_commit_log_records_rows_amount_and_inputs(wh: Warehouse) -> None:
     frame = pl.DataFrame(
         {
@@ -101,6 +104,7 @@ def test_commit_log_records_rows_amount_and_inputs(wh: Warehouse) -> None:
     assert logged == ("staging.ledger", "2026-11-21", "run-1", ["h1", "h2"])
 
 
+@pytest.mark.unit
 def test_a_stale_writer_is_refused_and_changes_nothing(wh: Warehouse) -> None:
     write(wh, quarantine_rows(5), RUN_2)
     with pytest.raises(StaleWriteError, match="run-1 started .* before run run-2"):
@@ -111,12 +115,14 @@ def test_a_stale_writer_is_refused_and_changes_nothing(wh: Warehouse) -> None:
     assert partition(wh).height == 6
 
 
+@pytest.mark.unit
 def test_the_same_run_may_write_again(wh: Warehouse) -> None:
     write(wh, quarantine_rows(5), RUN_2)
     write(wh, quarantine_rows(4), RUN_2)
     assert partition(wh).height == 4
 
 
+@pytest.mark.unit
 def test_an_empty_output_never_wipes_a_partition_by_accident(wh: Warehouse) -> None:
     write(wh, quarantine_rows(5), RUN_1)
     with pytest.raises(EmptyOutputError, match="zero rows"):
@@ -126,6 +132,7 @@ def test_an_empty_output_never_wipes_a_partition_by_accident(wh: Warehouse) -> N
     assert partition(wh).height == 0
 
 
+@pytest.mark.unit
 def test_a_failed_write_rolls_back_every_table_of_the_transaction(wh: Warehouse) -> None:
     write(wh, quarantine_rows(5), RUN_1)
     bad_second = pl.DataFrame({"business_date": [DAY], "no_such_column": [1]})

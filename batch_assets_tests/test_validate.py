@@ -27,6 +27,8 @@ from batch_assets.transforms.validate import (
     staged_rows,
 )
 
+pytestmark = pytest.mark.unit
+
 DAY = date(2026, 11, 21)
 FILE = "ledger/ledger_2026-11-21.csv"
 
