@@ -67,11 +67,11 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture
-def unreachable_url() -> str:
+def unreachable_url() -> Iterator[str]:
+    # The port stays bound, and never listens, for the whole test: no other test can start a server on it.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/nobody-listens"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/nobody-listens"
 
 
 @pytest.fixture
