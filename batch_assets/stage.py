@@ -1,4 +1,4 @@
-"""What every stage and check reports: asset keys of the warehouse tables, the metadata Dagster plots per partition, and threshold results."""
+"""What every stage and check reports: the warehouse tables' asset keys, per-partition metadata, threshold results."""
 
 from __future__ import annotations
 

@@ -66,7 +66,10 @@ FUZZ = hypothesis_settings(
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 NASTY_BYTES = [b'"', b",", b"\n", b"\r", b"\r\n", b"\xff", b"\xe9", b"\x00", b"\xef\xbb\xbf", b"{", b"}", b"\\", b'""']
 # The whitespace Polars strips (Unicode White_Space), which differs from Python's str.strip at U+001C..U+001F.
-WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def land(name: str, content: bytes) -> pl.DataFrame:
@@ -436,7 +439,10 @@ def reject_cases() -> list[tuple[str, str, str, Callable[[date], bytes], str]]:
          lambda d: (jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR") + '\n{"txn_id": "J2", "amount": \n').encode(),
          "line 2: invalid JSON (Expecting value at column 27)"),
         ("jsonl-repeated-key", "ledger", "_02.jsonl",
-         lambda d: f'{{"txn_id": "J1", "account_id": "ACC1", "booking_date": "{d}", "amount": "1.00", "amount": "100.00", "currency": "EUR"}}\n'.encode(),
+         lambda d: (
+             f'{{"txn_id": "J1", "account_id": "ACC1", "booking_date": "{d}", "amount": "1.00", '
+             '"amount": "100.00", "currency": "EUR"}\n'
+         ).encode(),
          "line 1: key 'amount' appears more than once in an object"),
         ("jsonl-nul", "bank", "_02.jsonl",
          lambda d: (jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR") + "\n{\x00}\n").encode(),
@@ -531,9 +537,11 @@ def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_det
     crlf = f'{HEADER}P7-1,ACC1,{d},,7.00,EUR,,,"two\nlines"\n\nP7-2,ACC1,{d},,7.50,EUR,,,\n'.replace("\n", "\r\n")
     write_landing(landing, "ledger", D1, crlf.encode(), part="07")
     jsonl = (
-        f'{{"txn_id": "P8-1", "account_id": "ACC1", "booking_date": "{d}", "amount": 1234567890123456.78, "currency": "EUR"}}\n\n'
+        f'{{"txn_id": "P8-1", "account_id": "ACC1", "booking_date": "{d}", '
+        '"amount": 1234567890123456.78, "currency": "EUR"}\n\n'
         f'{{"txn_id": "P8-2", "account_id": "ACC1", "booking_date": "{d}", "amount": 1e3, "currency": "EUR"}}\n'
-        f'{{"txn_id": "P8-3", "account_id": "ACC1", "booking_date": "{d}", "amount": 8.5, "currency": "eur", "tag": [1]}}\n'
+        f'{{"txn_id": "P8-3", "account_id": "ACC1", "booking_date": "{d}", '
+        '"amount": 8.5, "currency": "eur", "tag": [1]}\n'
     )
     write_landing(landing, "ledger", D1, jsonl, part="08", ext="jsonl")
     parquet = pl.DataFrame({"txn_id": ["P9-1"], "account_id": ["ACC1"], "booking_date": [D1], "amount": ["9.99"], "currency": ["EUR"]})

@@ -36,7 +36,8 @@ def mount_tmpfs(mount_point: Path, size: int) -> None:
         pytest.skip("no `mount` command: cannot make a small disk to fill")
     if mounted.returncode != 0:
         pytest.skip(
-            f"cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip() or mounted.returncode}"
+            "cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): "
+            f"{mounted.stderr.strip() or mounted.returncode}"
         )
 
 
@@ -80,8 +81,8 @@ def warehouse_contents(database: Path) -> dict[str, list[tuple]]:
     contents = {}
     for table in TABLES:
         columns = "* EXCLUDE (first_seen_at)" if table == "ops.file_log" else "*"
-        contents[table] = warehouse.query(f"SELECT {columns} FROM {table} ORDER BY ALL").rows()
-    contents[COMMIT_LOG_TABLE] = warehouse.query(f"SELECT * FROM {COMMIT_LOG_TABLE} ORDER BY commit_seq").rows()
+        contents[table] = warehouse.query(f"SELECT {columns} FROM {table} ORDER BY ALL").rows()  # noqa: S608 (a table name)
+    contents[COMMIT_LOG_TABLE] = warehouse.query(f"SELECT * FROM {COMMIT_LOG_TABLE} ORDER BY commit_seq").rows()  # noqa: S608 (a table name)
     return contents
 
 
@@ -89,7 +90,7 @@ def latest_commits(database: Path) -> dict[tuple[str, str], tuple[int, str]]:
     """(table, day) to the row count and fingerprint of its latest commit; the file log's fingerprint hashes
     first_seen_at, a wall clock, so only its row count is compared."""
     rows = Warehouse(database).query(
-        f"SELECT asset_key, partition_key, row_count, fingerprint FROM {COMMIT_LOG_TABLE} "
+        f"SELECT asset_key, partition_key, row_count, fingerprint FROM {COMMIT_LOG_TABLE} "  # noqa: S608 (a table name)
         "QUALIFY row_number() OVER (PARTITION BY asset_key, partition_key ORDER BY commit_seq DESC) = 1"
     ).rows()
     return {(table, day): (count, "" if table == "ops.file_log" else fingerprint) for table, day, count, fingerprint in rows}

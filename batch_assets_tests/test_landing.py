@@ -145,9 +145,11 @@ def test_jsonl_reads_with_physical_line_numbers(landing: Path) -> None:
 
 def test_jsonl_numbers_are_kept_as_written_never_through_a_float(landing: Path) -> None:
     lines = [
-        '{"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": 1234567890123456.78, "currency": "EUR"}',
+        '{"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", '
+        '"amount": 1234567890123456.78, "currency": "EUR"}',
         '{"txn_id": "J2", "account_id": "A", "booking_date": "2026-11-21", "amount": 1e3, "currency": "EUR"}',
-        '{"txn_id": "J3", "account_id": "A", "booking_date": "2026-11-21", "amount": -0.10, "currency": "EUR", "ok": true}',
+        '{"txn_id": "J3", "account_id": "A", "booking_date": "2026-11-21", '
+        '"amount": -0.10, "currency": "EUR", "ok": true}',
     ]
     frame = read(landing, write_landing(landing, "bank", DAY, "\n".join(lines) + "\n", ext="jsonl"))
     assert frame["amount"].to_list() == ["1234567890123456.78", "1e3", "-0.10"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -196,12 +197,12 @@ def test_the_sensor_the_schedule_and_a_manual_launch_of_one_day_run_one_at_a_tim
             assert all(r.dagster_run.tags[SERIAL_TAG] == "reconcile" for r in records)  # the manual one too: a job tag
             assert {r.dagster_run.tags.get(TRIGGER_TAG) for r in records} == {"landing_files", "schedule", None}
             # One at a time: each run started after the one before it ended (the queue's serial tag limit).
-            for earlier, later_run in zip(records, records[1:]):
+            for earlier, later_run in itertools.pairwise(records):
                 assert later_run.start_time >= earlier.end_time
 
     warehouse = Warehouse(home / "warehouse.duckdb")
     commits = warehouse.query(
-        f"SELECT asset_key, run_id, row_count, fingerprint FROM {COMMIT_LOG_TABLE} WHERE partition_key = ?",
+        f"SELECT asset_key, run_id, row_count, fingerprint FROM {COMMIT_LOG_TABLE} WHERE partition_key = ?",  # noqa: S608 (a table name)
         [DAY.isoformat()],
     ).rows()
     assert Counter(table for table, *_ in commits) == {table: 3 for table in TABLES}  # each run wrote each table once

@@ -84,7 +84,10 @@ def test_every_command_in_the_runbook_works(home: Path, landing: Path, monkeypat
     assert "ledger/ledger_2026-11-03.csv" in files and "ingested" in files and "duplicate_txn_id" in files
 
     # Submitted to the queue (no daemon here), one run per day, serialised by the job's tag; then cancel one.
-    shell(".venv/bin/dagster job backfill -w workspace.yaml -j daily_reconciliation --from 2026-11-02 --to 2026-11-04 --noprompt")
+    shell(
+        ".venv/bin/dagster job backfill -w workspace.yaml -j daily_reconciliation "
+        "--from 2026-11-02 --to 2026-11-04 --noprompt"
+    )
     queued = [r for r in runs("reconcile") if BACKFILL_ID_TAG in r.tags]
     assert sorted(r.tags["dagster/partition"] for r in queued) == ["2026-11-02", "2026-11-03", "2026-11-04"]
     assert all(r.status == dg.DagsterRunStatus.QUEUED for r in queued)

@@ -113,7 +113,10 @@ def test_engine_on_generated_days_at_volume_is_precise_and_finds_what_the_contra
     assert set(true_pairs.filter("findable")["expected_pass"].unique()) == {"exact", "amount_date", "aggregate"}
     assert true_pairs.filter(~pl.col("findable"))["reason"].n_unique() >= 5
 
-    print(f"\nscore: {result.engine_matches} matches, {result.findable} findable, precision {result.precision:.4%}, recall {result.recall:.4%}")
+    print(
+        f"\nscore: {result.engine_matches} matches, {result.findable} findable, "
+        f"precision {result.precision:.4%}, recall {result.recall:.4%}"
+    )
     assert result.wrong.is_empty(), f"false matches: {result.wrong.head(5)}"
     assert result.precision == 1.0
     assert result.recall >= 0.995, f"recall {result.recall:.4%}; missed: {result.missed.head(5)}"

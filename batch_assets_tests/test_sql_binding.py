@@ -249,7 +249,7 @@ class SqlChecker:
         if not known:
             return [f"attribute {expr.attr} is not a field of a dataclass in the package: {ast.unparse(expr)[:120]}"]
         problems: list[str] = []
-        for module_name, module in self.modules.items():
+        for module in self.modules.values():
             for node in ast.walk(module.tree):
                 if isinstance(node, ast.Assign):
                     for target in node.targets:
@@ -335,7 +335,7 @@ def _argument(call: ast.Call, position: int, name: str) -> ast.expr | object | N
     for keyword in call.keywords:
         if keyword.arg == name:
             return keyword.value
-    positional = [a for a in call.args]
+    positional = list(call.args)
     for index, argument in enumerate(positional):
         if isinstance(argument, ast.Starred) and index <= position:
             return _UNCHECKABLE
@@ -438,7 +438,8 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
         # A SQL fragment field filled from data at one construction reaches storage's commit statement.
         (
             "batch_assets.defs.reconcile.match",
-            "def _injected(day):\n    return PartitionWrite(MATCHES, day, [], amount_total_sql=f\"sum(amount) + {day}\")\n",
+            "def _injected(day):\n"
+            '    return PartitionWrite(MATCHES, day, [], amount_total_sql=f"sum(amount) + {day}")\n',
             "batch_assets.storage:",
         ),
         # A bucket key built from data reaches every bucketed read through bucket_predicate.
@@ -450,7 +451,8 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
         # A check's WHERE clause built from the partition key.
         (
             "batch_assets.defs.reconcile.checks",
-            "def _injected(warehouse, context):\n    return _summary_row(warehouse, context, f\"currency = '{context.partition_key}'\")\n",
+            "def _injected(warehouse, context):\n"
+            "    return _summary_row(warehouse, context, f\"currency = '{context.partition_key}'\")\n",
             "batch_assets.defs.reconcile.checks:",
         ),
     ],

@@ -32,7 +32,7 @@ def rank_frames(speedscope: dict, top: int) -> list[tuple[float, float, str]]:
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0.0
     for profile in speedscope["profiles"]:
-        for stack, weight in zip(profile["samples"], profile["weights"]):
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
             if not any(frames[i]["name"] == RUN_FRAME for i in stack):
                 continue
             total += weight

@@ -159,7 +159,7 @@ def _greedy_within_tolerance(ledger: pl.DataFrame, bank: pl.DataFrame, tolerance
     chosen_ledger: list[int] = []
     chosen_bank: list[int] = []
     j = 0
-    for i, (group, day) in enumerate(zip(ledger_groups, ledger_days)):
+    for i, (group, day) in enumerate(zip(ledger_groups, ledger_days, strict=True)):
         # A bank item of an earlier group, or too early for this ledger item, is too early for all later ones.
         while j < len(bank_groups) and (
             bank_groups[j] < group or (bank_groups[j] == group and (day - bank_days[j]).days > tolerance)

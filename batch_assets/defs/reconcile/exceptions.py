@@ -47,10 +47,7 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     )
     fault_point("after_commit", "exceptions")
     breaks = reported.filter("is_break")
-    per_currency = {
-        currency: total
-        for currency, total in breaks.group_by("currency").agg(pl.col("amount").abs().sum()).sort("currency").iter_rows()
-    }
+    per_currency = dict(breaks.group_by("currency").agg(pl.col("amount").abs().sum()).sort("currency").iter_rows())
     return dg.MaterializeResult(
         metadata={
             **commit_metadata(record, started, rows_processed=left_open.height),

@@ -65,7 +65,8 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
         asset=table_key(staging),
         name="txn_id_unique",
         description=f"Invariant 3: each {source} txn_id of the day is staged once, and on no earlier day: the first "
-        "occurrence in business-date order wins, so a later day's copy is that day's duplicate, found when it is re-run.",
+        "occurrence in business-date order wins, so a later day's copy is that day's duplicate, found when it is "
+        "re-run.",
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
