@@ -71,7 +71,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         truth=Path(args.truth) if args.truth else None,
         parts=args.parts,
     )
-    print(f"wrote {args.days} day(s) of {args.format} to {landing}" + (f", ground truth to {args.truth}" if args.truth else ""))
+    print(
+        f"wrote {args.days} day(s) of {args.format} to {landing}"
+        + (f", ground truth to {args.truth}" if args.truth else "")
+    )
     print(report.table())
     return 0
 
@@ -122,7 +125,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     landing = _landing()
     truth = settings.data_home() / "truth"
     print(f"generating {args.days} days x {args.rows} ledger rows into {landing}")
-    generate(start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth)
+    generate(
+        start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth
+    )
     failed = run_days(days)
     _print_tables(days, truth)
     if failed is not None:
@@ -195,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--parts", type=_positive, default=1, help="files per source and day")
     gen.set_defaults(func=cmd_generate)
 
-    run = commands.add_parser("run", help="run the daily job for consecutive days, in order (re-run from day D forward)")
+    run = commands.add_parser(
+        "run", help="run the daily job for consecutive days, in order (re-run from day D forward)"
+    )
     run.add_argument("--start", type=_date, required=True)
     run.add_argument("--days", type=_positive, default=1)
     run.set_defaults(func=cmd_run)
@@ -221,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running run")
     cancel.add_argument("run_id")
-    cancel.add_argument("--force", action="store_true", help="mark it canceled even if its worker does not answer (it died)")
+    cancel.add_argument(
+        "--force", action="store_true", help="mark it canceled even if its worker does not answer (it died)"
+    )
     cancel.set_defaults(func=cmd_cancel)
 
     reexecute = commands.add_parser("reexecute", help="re-execute a failed run from its failed steps")

@@ -279,10 +279,7 @@ def _to_raw_schema(frame: pl.LazyFrame, file: LandingFile, extra_columns: list[s
         pl.lit(file.business_date, pl.Date).alias("business_date"),
         pl.lit(file.name, pl.String).alias("file_name"),
         pl.col("line_number").cast(pl.Int64),
-        *[
-            (pl.col(c) if c in present else pl.lit(None, pl.String)).cast(pl.String).alias(c)
-            for c in CONTRACT_COLUMNS
-        ],
+        *[(pl.col(c) if c in present else pl.lit(None, pl.String)).cast(pl.String).alias(c) for c in CONTRACT_COLUMNS],
     ]
     if "extra" in present:
         columns.append(pl.col("extra"))
@@ -302,7 +299,7 @@ def _read_csv(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, list
     frame = pl.scan_csv(
         file.path,
         has_header=True,
-        schema={name: pl.String for name in header},
+        schema=dict.fromkeys(header, pl.String),
         infer_schema=False,
         encoding="utf8",
         quote_char='"',
@@ -334,7 +331,9 @@ def _csv_header(file: LandingFile) -> list[str]:
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise RejectedFile(file.name, f"line 1: not UTF-8 (byte 0x{first[error.start]:02x} at column {error.start + 1})") from None
+        raise RejectedFile(
+            file.name, f"line 1: not UTF-8 (byte 0x{first[error.start]:02x} at column {error.start + 1})"
+        ) from None
     if not text.endswith("\n") and len(first) >= _HEADER_LIMIT:
         raise RejectedFile(file.name, f"line 1: the header is longer than {_HEADER_LIMIT} bytes")
     if "\r" in text.removesuffix("\n").removesuffix("\r"):
@@ -395,7 +394,7 @@ def _check_csv_structure(file: LandingFile, header: list[str]) -> int:
             (count,) = conn.execute(
                 "SELECT count(*) FROM read_csv(?, columns = ?, header = true, auto_detect = false, "
                 "strict_mode = true, delim = ',', quote = '\"', escape = '\"', encoding = 'utf-8')",
-                [str(file.path), {name: "VARCHAR" for name in header}],
+                [str(file.path), dict.fromkeys(header, "VARCHAR")],
             ).fetchone()
     except duckdb.Error as error:
         raise RejectedFile(file.name, _describe_csv_error(str(error), file.path)) from None
@@ -518,7 +517,9 @@ def _read_parquet(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, 
     # Text for every contract column: dates as ISO, decimals as written, so validation treats all formats alike.
     frame = frame.with_columns(
         [
-            pl.col(name).dt.strftime("%Y-%m-%d") if schema[name] in (pl.Date, pl.Datetime) else pl.col(name).cast(pl.String)
+            pl.col(name).dt.strftime("%Y-%m-%d")
+            if schema[name] in (pl.Date, pl.Datetime)
+            else pl.col(name).cast(pl.String)
             for name in CONTRACT_COLUMNS
             if name in schema
         ]
@@ -558,7 +559,7 @@ def _read_jsonl(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, li
             .filter(pl.col("line").is_not_null() & (pl.col("line") != ""))
         )
     except pl.exceptions.NoDataError:
-        return pl.LazyFrame(schema={"line_number": pl.Int64, **{c: pl.String for c in CONTRACT_COLUMNS}}), [], None
+        return pl.LazyFrame(schema={"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String)}), [], None
     except pl.exceptions.PolarsError as error:
         problem = _find_non_utf8_line(file.path) or _find_nul_line(file.path)
         raise RejectedFile(file.name, problem or f"unreadable JSONL ({_first_line(error)})") from None
@@ -570,9 +571,11 @@ def _read_jsonl(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, li
         (pl.col("line").str.contains(_FLAT_OBJECT) & (keys.list.len() == keys.list.n_unique())).alias("_flat"),
     )
     flat = lines.filter("_flat")
-    struct = pl.Struct({name: pl.String for name in CONTRACT_COLUMNS})
+    struct = pl.Struct(dict.fromkeys(CONTRACT_COLUMNS, pl.String))
     try:
-        decoded = flat.select("line_number", pl.col("line").str.json_decode(struct).alias("record"), "extra").unnest("record")
+        decoded = flat.select("line_number", pl.col("line").str.json_decode(struct).alias("record"), "extra").unnest(
+            "record"
+        )
     except pl.exceptions.PolarsError:
         raise RejectedFile(file.name, _jsonl_line_problem(lines) or "unreadable JSONL") from None
     exact = _decode_exactly(file, lines.filter(~pl.col("_flat")))
@@ -591,7 +594,7 @@ def _decode_exactly(file: LandingFile, lines: pl.DataFrame) -> pl.DataFrame:
             columns[name].append(record.get(name))
     return pl.DataFrame(
         {"line_number": lines["line_number"], **columns, "extra": lines["extra"]},
-        schema={"line_number": pl.Int64, **{name: pl.String for name in CONTRACT_COLUMNS}, "extra": pl.String},
+        schema={"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String), "extra": pl.String},
     )
 
 
@@ -626,7 +629,9 @@ def _exact_record(number: int, text: str) -> dict[str, str | None] | str:
     except RecursionError:
         return f"line {number}: JSON nested too deeply"
     if not isinstance(value, dict):
-        kind = "number" if isinstance(value, str) and not text.startswith('"') else _JSON_KINDS.get(type(value), "string")
+        kind = (
+            "number" if isinstance(value, str) and not text.startswith('"') else _JSON_KINDS.get(type(value), "string")
+        )
         return f"line {number}: a JSON {kind}, not an object"
     nested = [name for name in CONTRACT_COLUMNS if isinstance(value.get(name), (dict, list))]
     if nested:

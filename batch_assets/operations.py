@@ -59,7 +59,8 @@ def day_report(days: Sequence[date] | None = None) -> pl.DataFrame:
                    count(*) FILTER (status = 'rejected') AS rejected,
                    count(*) FILTER (status = 'duplicate') AS duplicates
             FROM ops.file_log GROUP BY ALL),
-        ledger AS (SELECT business_date, count(*) AS ledger, sum(amount) AS ledger_total FROM staging.ledger GROUP BY ALL),
+        ledger AS (SELECT business_date, count(*) AS ledger, sum(amount) AS ledger_total
+                   FROM staging.ledger GROUP BY ALL),
         bank AS (SELECT business_date, count(*) AS bank, sum(amount) AS bank_total FROM staging.bank GROUP BY ALL),
         quarantine AS (SELECT business_date, count(*) AS quarantined FROM staging.quarantine GROUP BY ALL)
         SELECT business_date, files_in, rejected, duplicates,
@@ -129,8 +130,14 @@ def day_score(day: date, truth: Path) -> Score | None:
 
 
 def print_report(report: pl.DataFrame) -> None:
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_width_chars=200, thousands_separator=True):
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_width_chars=200,
+        thousands_separator=True,
+    ):
         print(report)
 
 

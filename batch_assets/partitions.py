@@ -10,7 +10,9 @@ import dagster as dg
 # Partitioned checks are how each day's check result lands on that day's partition in the UI; the
 # feature is marked preview in dagster 1.13 and warns once per check at import, which says nothing
 # a user can act on.
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 # Partition keys are business dates (YYYY-MM-DD); tables are partitioned on a business_date DATE column,
 # never on a time-zoned timestamp, so a re-run touches exactly its own day.

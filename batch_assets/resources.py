@@ -41,8 +41,9 @@ class WarehouseResource(Settings, DuckDBResource):
     bucket_rows: int = setting(
         1_000_000,
         settings.BUCKET_ROWS,
-        "rows per bucket: validate, match and summary take a bigger day in slices of about this many rows a side",
-        ge=1,
+        "rows per bucket: validate, match and summary take a bigger day in slices of about this many rows a side; "
+        "0 takes every day in one pass",
+        ge=0,
     )
 
     @property
@@ -88,15 +89,26 @@ class ThresholdsResource(Settings):
     past ERROR it fails."""
 
     quarantine_rate_warn: str = setting(
-        "0.01", settings.QUARANTINE_RATE_WARN, "quarantined/raw rows above which the quarantine check warns", kind="decimal"
+        "0.01",
+        settings.QUARANTINE_RATE_WARN,
+        "quarantined/raw rows above which the quarantine check warns",
+        kind="decimal",
     )
     quarantine_rate_error: str = setting(
-        "0.05", settings.QUARANTINE_RATE_ERROR, "quarantined/raw rows above which the quarantine check fails and blocks", kind="decimal"
+        "0.05",
+        settings.QUARANTINE_RATE_ERROR,
+        "quarantined/raw rows above which the quarantine check fails and blocks",
+        kind="decimal",
     )
     match_rate_warn: str = setting(
-        "0.85", settings.MATCH_RATE_WARN, "match rate (matched / candidate items) below which the match-rate check warns", kind="decimal"
+        "0.85",
+        settings.MATCH_RATE_WARN,
+        "match rate (matched / candidate items) below which the match-rate check warns",
+        kind="decimal",
     )
-    match_rate_error: str = setting("0.60", settings.MATCH_RATE_ERROR, "match rate below which the match-rate check fails", kind="decimal")
+    match_rate_error: str = setting(
+        "0.60", settings.MATCH_RATE_ERROR, "match rate below which the match-rate check fails", kind="decimal"
+    )
     break_value_warn: str = setting(
         "1000000.00",
         settings.BREAK_VALUE_WARN,
@@ -104,13 +116,19 @@ class ThresholdsResource(Settings):
         kind="decimal",
     )
     break_value_error: str = setting(
-        "10000000.00", settings.BREAK_VALUE_ERROR, "break value per currency above which the check fails", kind="decimal"
+        "10000000.00",
+        settings.BREAK_VALUE_ERROR,
+        "break value per currency above which the check fails",
+        kind="decimal",
     )
     amount_mismatch_warn: str = setting(
         "1000", settings.AMOUNT_MISMATCH_WARN, "count of amount mismatches above which the check warns", kind="decimal"
     )
     amount_mismatch_error: str = setting(
-        "10000", settings.AMOUNT_MISMATCH_ERROR, "count of amount mismatches above which the check fails", kind="decimal"
+        "10000",
+        settings.AMOUNT_MISMATCH_ERROR,
+        "count of amount mismatches above which the check fails",
+        kind="decimal",
     )
 
     @field_validator("*")
@@ -120,7 +138,12 @@ class ThresholdsResource(Settings):
 
     @model_validator(mode="after")
     def _warn_before_error(self) -> Self:
-        for name, lower_is_worse in (("quarantine_rate", False), ("match_rate", True), ("break_value", False), ("amount_mismatch", False)):
+        for name, lower_is_worse in (
+            ("quarantine_rate", False),
+            ("match_rate", True),
+            ("break_value", False),
+            ("amount_mismatch", False),
+        ):
             warn, error = self.value(f"{name}_warn"), self.value(f"{name}_error")
             if (warn < error) if lower_is_worse else (warn > error):
                 raise ValueError(f"{name}_warn {warn} is past {name}_error {error}: WARN must come before ERROR")
@@ -135,7 +158,10 @@ class MatchingResource(Settings):
     """The matching contract's day counts."""
 
     carry_days: int = setting(
-        5, settings.CARRY_DAYS, "days an unmatched item stays a matching candidate before it expires as a standing break", ge=0
+        5,
+        settings.CARRY_DAYS,
+        "days an unmatched item stays a matching candidate before it expires as a standing break",
+        ge=0,
     )
     date_tolerance_days: int = setting(
         2, settings.DATE_TOLERANCE_DAYS, "how far apart booking dates may be in the amount_date pass", ge=0
@@ -152,11 +178,15 @@ class CalendarResource(Settings):
     """When the business day is reconciled: the time zone, the schedule's local time and the SLA deadline."""
 
     timezone: str = setting(
-        "UTC", settings.TIMEZONE, "IANA time zone of the business day, the schedule and the SLA deadline, such as Europe/Oslo",
+        "UTC",
+        settings.TIMEZONE,
+        "IANA time zone of the business day, the schedule and the SLA deadline, such as Europe/Oslo",
         kind="time zone",
     )
     schedule_time: str = setting(
-        "06:00", settings.SCHEDULE_TIME, "local time (HH:MM) at which the schedule reconciles the previous business day",
+        "06:00",
+        settings.SCHEDULE_TIME,
+        "local time (HH:MM) at which the schedule reconciles the previous business day",
         kind="HH:MM",
     )
     sla_deadline: str = setting(

@@ -15,9 +15,7 @@ from batch_assets.storage import WarehouseLockTimeout
 
 # A lock held by an outside process (an analyst's session), a network share
 # hiccup: waiting helps. About 2 + 4 + 8 + 16 s, each ±50%, on top of the storage module's own lock wait.
-TRANSIENT_RETRY = dg.RetryPolicy(
-    max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     WarehouseLockTimeout,

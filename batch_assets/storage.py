@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -296,8 +296,7 @@ class Warehouse:
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(COMMIT_LOG_TABLE)} ({COMMIT_LOG_COLUMNS})")
         # Breaks that left the candidates stay breaks until someone resolves them: the standing list.
         statements.append(
-            "CREATE OR REPLACE VIEW recon.standing_breaks AS "
-            "SELECT * FROM recon.exceptions WHERE status = 'expired'"
+            "CREATE OR REPLACE VIEW recon.standing_breaks AS SELECT * FROM recon.exceptions WHERE status = 'expired'"
         )
         conn.execute(";\n".join(statements))
 
@@ -482,7 +481,7 @@ class Warehouse:
             )
         # Order-independent content hash: equal fingerprints mean a re-run produced identical rows.
         fingerprint = f"{row_count}:{int(fingerprint):x}"
-        committed_at = datetime.now(timezone.utc)
+        committed_at = datetime.now(UTC)
         (commit_seq,) = conn.execute(
             f"SELECT coalesce(max(commit_seq), 0) + 1 FROM {qualified(COMMIT_LOG_TABLE)}"  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
         ).fetchone()
@@ -527,4 +526,4 @@ def _commit_record(row: Mapping[str, Any]) -> CommitRecord:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

@@ -129,7 +129,9 @@ def dev_environment(home: Path, base_url: str, overrides: Mapping[str, str] | No
     return environ
 
 
-def graphql(base_url: str, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+def graphql(
+    base_url: str, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 30.0
+) -> dict[str, Any]:
     """POST a query to the webserver's GraphQL endpoint and return its `data`; raise on GraphQL errors."""
     body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
     request = urllib.request.Request(f"{base_url}/graphql", data=body, headers={"Content-Type": "application/json"})
@@ -203,7 +205,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[str, str] | None = None) -> Iterator[str]:
+def running_dagster_dev(
+    home: Path, port: int | None = None, overrides: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """Run `dg dev` on 127.0.0.1 against the data folder `home`; yield its base URL, e.g. http://127.0.0.1:PORT.
 
     `port` defaults to a free one. `overrides` sets variables on top of the defaults, e.g.
@@ -218,10 +222,16 @@ def running_dagster_dev(home: Path, port: int | None = None, overrides: Mapping[
 def copy_of_the_repository(target: Path) -> Path:
     """The repository's files (tracked, and new ones not ignored) copied to `target`, as a fresh clone has them,
     with the project's venv linked in; nothing of ./data comes along."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO_ROOT / name
         if source.is_file():

@@ -20,7 +20,9 @@ def csv_text(rows: Sequence[dict[str, str]], columns: Sequence[str] = CONTRACT_C
     return out.getvalue()
 
 
-def write_landing(landing: Path, source: str, day: date, content: str | bytes, part: str | None = None, ext: str = "csv") -> Path:
+def write_landing(
+    landing: Path, source: str, day: date, content: str | bytes, part: str | None = None, ext: str = "csv"
+) -> Path:
     """Deliver one file to the landing zone under its contract name."""
     suffix = f"_{part}" if part else ""
     path = landing / source / f"{source}_{day.isoformat()}{suffix}.{ext}"
@@ -32,7 +34,16 @@ def write_landing(landing: Path, source: str, day: date, content: str | bytes, p
     return path
 
 
-def txn(txn_id: str, amount: str, day: date, *, account: str = "ACC1", currency: str = "EUR", reference: str = "", **extra: str) -> dict[str, str]:
+def txn(
+    txn_id: str,
+    amount: str,
+    day: date,
+    *,
+    account: str = "ACC1",
+    currency: str = "EUR",
+    reference: str = "",
+    **extra: str,
+) -> dict[str, str]:
     """One contract row."""
     return {
         "txn_id": txn_id,

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_assets import alerts, settings
+from batch_assets import settings
 from batch_assets.alerts import Alert, AlertResource
 from batch_assets.definitions import defs
 from batch_assets.defs.alerting import sensors as alerting
@@ -86,7 +86,9 @@ def alert_lines(path: Path) -> list[dict]:
 
 
 def resource(tmp_path: Path, url: str = "") -> AlertResource:
-    return AlertResource(alert_file=str(tmp_path / "alerts" / "alerts.jsonl"), webhook_url=url, webhook_backoff_seconds=0.01)
+    return AlertResource(
+        alert_file=str(tmp_path / "alerts" / "alerts.jsonl"), webhook_url=url, webhook_backoff_seconds=0.01
+    )
 
 
 SAMPLE = Alert(
@@ -151,7 +153,9 @@ def test_a_4xx_answer_is_not_retried_and_the_alert_is_kept(tmp_path: Path, webho
     assert alert_lines(Path(alerts.alert_file))[0]["webhook"] == "failed: HTTP 400 Bad Request"
 
 
-def test_an_unreachable_webhook_fails_after_retries_and_the_alert_still_lands(tmp_path: Path, unreachable_url: str) -> None:
+def test_an_unreachable_webhook_fails_after_retries_and_the_alert_still_lands(
+    tmp_path: Path, unreachable_url: str
+) -> None:
     alerts = resource(tmp_path, unreachable_url)
     assert alerts.send(SAMPLE)
     (line,) = alert_lines(Path(alerts.alert_file))
@@ -209,7 +213,10 @@ def test_a_failed_run_alerts_once_with_its_step_error_partition_and_link(
     run_id = result.run_id
     assert alert["key"] == f"run_failure:{run_id}" and alert["run_id"] == run_id
     assert (alert["kind"], alert["severity"], alert["business_date"], alert["step"]) == (
-        "run_failure", "ERROR", "2026-11-10", "ingest",
+        "run_failure",
+        "ERROR",
+        "2026-11-10",
+        "ingest",
     )
     assert alert["error"].startswith("ingest: bank: no bank file for 2026-11-10 has landed in")
     assert alert["url"] == f"http://127.0.0.1:3000/runs/{run_id}"
@@ -262,10 +269,16 @@ def test_failed_checks_alert_by_severity_once_each(
     (alert,) = alert_lines(home / "alerts.jsonl")  # failed WARN checks are not alerted by default
     assert alert["key"] == f"check:recon/summary:break_value:{D2}:{alert['run_id']}"
     assert (alert["kind"], alert["severity"], alert["business_date"], alert["step"]) == (
-        "check_failure", "ERROR", str(D2), "recon__summary_break_value",
+        "check_failure",
+        "ERROR",
+        str(D2),
+        "recon__summary_break_value",
     )
     assert alert["details"]["metadata"] == {
-        "break_value_EUR": "20.50", "value": "20.50", "warn_limit": "1.00", "error_limit": "5.00",
+        "break_value_EUR": "20.50",
+        "value": "20.50",
+        "warn_limit": "1.00",
+        "error_limit": "5.00",
         "direction": "above is worse",
     }
     assert alert["url"].endswith(f"/runs/{alert['run_id']}")
@@ -280,8 +293,14 @@ def test_failed_checks_alert_by_severity_once_each(
     while (result := tick(alerting.check_failure_alert, instance, cursor)).cursor != cursor:
         cursor, ticks = result.cursor, ticks + 1
     assert cursor == first.cursor and ticks == 2  # the runs of D1 and D2
-    raised = sorted((a["details"]["check"], a["severity"], a["business_date"]) for a in alert_lines(home / "alerts.jsonl"))
-    assert raised == [("break_value", "ERROR", str(D2)), ("match_rate", "WARN", str(D1)), ("match_rate", "WARN", str(D2))]
+    raised = sorted(
+        (a["details"]["check"], a["severity"], a["business_date"]) for a in alert_lines(home / "alerts.jsonl")
+    )
+    assert raised == [
+        ("break_value", "ERROR", str(D2)),
+        ("match_rate", "WARN", str(D1)),
+        ("match_rate", "WARN", str(D2)),
+    ]
     assert len(hooked.bodies) == 3
 
 
@@ -365,7 +384,10 @@ def test_a_missed_sla_alerts_once_for_the_day(
 
     (alert,) = alert_lines(home / "alerts.jsonl")
     assert (alert["key"], alert["kind"], alert["severity"], alert["business_date"]) == (
-        f"sla:{day}", "sla_breach", "ERROR", str(day),
+        f"sla:{day}",
+        "sla_breach",
+        "ERROR",
+        str(day),
     )
     assert alert["title"] == f"{day} is not reconciled: SLA 00:00 UTC missed"
     assert first.cursor == str(day) and again.skip_message == f"the SLA breach of {day} was alerted"
@@ -451,7 +473,10 @@ def test_a_late_file_for_a_reconciled_day_alerts_once_per_change_with_its_files_
     assert requests[0].run_key.startswith(f"files:{first}:{requests[0].tags['batch_assets/content_key']}:after:")
     assert alert["details"]["files"] == [f"bank/bank_{first}_02.csv", f"ledger/ledger_{first}.csv"]
     assert alert["details"]["rerun_days"] == [first, second, third]
-    assert f"bank/bank_{first}_02.csv (new), ledger/ledger_{first}.csv (changed) landed after {first} was reconciled" in alert["text"]
+    assert (
+        f"bank/bank_{first}_02.csv (new), ledger/ledger_{first}.csv (changed) landed after {first} was reconciled"
+        in alert["text"]
+    )
     assert f"{second}, {third}, carried its open items: they are stale" in alert["text"]
     assert alert["webhook"] == "sent" and "Late file(s) for 2026-11-02" in hooked.bodies[-1]["text"]
 

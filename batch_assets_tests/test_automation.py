@@ -26,10 +26,16 @@ def age(path: Path, seconds: float = 3600) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def deliver(landing: Path, day: date, *, ledger_amount: str = "10.00", settled: bool = True, part: str | None = None) -> list[Path]:
+def deliver(
+    landing: Path, day: date, *, ledger_amount: str = "10.00", settled: bool = True, part: str | None = None
+) -> list[Path]:
     paths = [
-        write_landing(landing, "ledger", day, csv_text([txn(f"L-{day}-{part}", ledger_amount, day, reference="R1")]), part=part),
-        write_landing(landing, "bank", day, csv_text([txn(f"B-{day}-{part}", ledger_amount, day, reference="R1")]), part=part),
+        write_landing(
+            landing, "ledger", day, csv_text([txn(f"L-{day}-{part}", ledger_amount, day, reference="R1")]), part=part
+        ),
+        write_landing(
+            landing, "bank", day, csv_text([txn(f"B-{day}-{part}", ledger_amount, day, reference="R1")]), part=part
+        ),
     ]
     if settled:
         for path in paths:
@@ -49,22 +55,34 @@ def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> tuple[list[
 # -- the schedule ------------------------------------------------------------------------------------------
 
 
-def evaluate_schedule(instance: dg.DagsterInstance, at: datetime, monkeypatch: pytest.MonkeyPatch, tz: str = "UTC", time_of_day: str = "06:00"):
+def evaluate_schedule(
+    instance: dg.DagsterInstance,
+    at: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    tz: str = "UTC",
+    time_of_day: str = "06:00",
+):
     monkeypatch.setenv("BATCH_ASSETS_TIMEZONE", tz)
     monkeypatch.setenv("BATCH_ASSETS_SCHEDULE_TIME", time_of_day)
     repository = defs.get_repository_def()
     schedule = repository.get_schedule_def("reconcile_previous_day")
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=repository, resources=defs.resources)
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=at, repository_def=repository, resources=defs.resources
+    )
     return schedule.evaluate_tick(context)
 
 
-def test_schedule_waits_for_the_local_schedule_time(instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_waits_for_the_local_schedule_time(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = evaluate_schedule(instance, datetime(2026, 11, 3, 5, 45, tzinfo=UTC), monkeypatch)
     assert not result.run_requests
     assert "after 06:00" in result.skip_message
 
 
-def test_schedule_requests_the_previous_business_day_once_per_day(instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_requests_the_previous_business_day_once_per_day(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = evaluate_schedule(instance, datetime(2026, 11, 3, 6, 0, tzinfo=UTC), monkeypatch)
     later = evaluate_schedule(instance, datetime(2026, 11, 3, 17, 15, tzinfo=UTC), monkeypatch)
     [request] = first.run_requests
@@ -79,7 +97,9 @@ def test_schedule_uses_the_configured_time_zone(instance: dg.DagsterInstance, mo
     tokyo = evaluate_schedule(instance, datetime(2026, 11, 2, 23, 30, tzinfo=UTC), monkeypatch, "Asia/Tokyo", "08:00")
     assert [r.partition_key for r in tokyo.run_requests] == ["2026-11-02"]
     # The same instant is 15:30 on 2 Nov in Los Angeles, before 16:00 there.
-    la = evaluate_schedule(instance, datetime(2026, 11, 2, 23, 30, tzinfo=UTC), monkeypatch, "America/Los_Angeles", "16:00")
+    la = evaluate_schedule(
+        instance, datetime(2026, 11, 2, 23, 30, tzinfo=UTC), monkeypatch, "America/Los_Angeles", "16:00"
+    )
     assert not la.run_requests and "America/Los_Angeles" in la.skip_message
 
 
@@ -149,7 +169,9 @@ def test_new_bytes_under_the_same_name_give_a_new_run_key(landing: Path, instanc
     assert second.partition_key == "2026-11-02" and second.run_key != first.run_key
 
 
-def test_a_changed_day_also_requests_the_reconciled_days_after_it_in_order(landing: Path, instance: dg.DagsterInstance) -> None:
+def test_a_changed_day_also_requests_the_reconciled_days_after_it_in_order(
+    landing: Path, instance: dg.DagsterInstance
+) -> None:
     for day in (D1, D2, D3):
         deliver(landing, day)
     [r1, r2, r3], cursor, _ = tick(instance)
@@ -165,7 +187,9 @@ def test_a_changed_day_also_requests_the_reconciled_days_after_it_in_order(landi
     assert all(r.tags[SERIAL_TAG] == "reconcile" for r in requests)
 
 
-def test_symlinks_are_never_followed_and_are_reported_once(landing: Path, instance: dg.DagsterInstance, tmp_path: Path) -> None:
+def test_symlinks_are_never_followed_and_are_reported_once(
+    landing: Path, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside.csv"
     outside.write_text(csv_text([txn("X1", "1.00", D1)]))
     (landing / "ledger").mkdir(parents=True, exist_ok=True)
@@ -189,7 +213,9 @@ def test_a_bad_name_is_reported_once_and_never_requested(landing: Path, instance
     (landing / "bank" / "statement.csv").write_text("x")
     requests, cursor, skip = tick(instance)
     assert requests == []
-    assert "ignored 2 new entries" in skip and "ledger/ledger_2026-13-40.csv (2026-13-40 is not a calendar date)" in skip
+    assert (
+        "ignored 2 new entries" in skip and "ledger/ledger_2026-13-40.csv (2026-13-40 is not a calendar date)" in skip
+    )
     assert Cursor.parse(cursor).reported == ["bank/statement.csv", "ledger/ledger_2026-13-40.csv"]
     _, _, skip_again = tick(instance, cursor)
     assert "ignored" not in skip_again
@@ -199,7 +225,9 @@ def test_a_bad_name_is_reported_once_and_never_requested(landing: Path, instance
     assert [r.partition_key for r in requests] == ["2026-11-02"]
 
 
-def test_five_thousand_files_are_paged_through_within_bounded_ticks(landing: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_five_thousand_files_are_paged_through_within_bounded_ticks(
+    landing: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BATCH_ASSETS_SENSOR_PAGE_SIZE", "500")
     start = date(2025, 1, 1).toordinal()
     days = [date.fromordinal(start + n) for n in range(250)]  # 250 days x 2 sources x 10 parts = 5,000 files
@@ -207,7 +235,9 @@ def test_five_thousand_files_are_paged_through_within_bounded_ticks(landing: Pat
     for day in days:
         for source in ("ledger", "bank"):
             for part in range(10):
-                path = write_landing(landing, source, day, csv_text([txn(f"{source}-{day}-{part}", "1.00", day)]), part=f"{part:02d}")
+                path = write_landing(
+                    landing, source, day, csv_text([txn(f"{source}-{day}-{part}", "1.00", day)]), part=f"{part:02d}"
+                )
                 os.utime(path, (stamp, stamp))
     requested: list[str] = []
     cursor = None
@@ -245,6 +275,7 @@ def held(home: Path, day: date) -> dict[str, list[tuple]]:
     return {table: rows for table, rows in snapshot(home, day).items() if table != "ops.file_log"}
 
 
+@pytest.mark.slow
 def test_content_that_changes_back_is_run_again_so_the_warehouse_holds_what_landed_last(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -290,6 +321,7 @@ def deliver_carrying(landing: Path, day: date, bank_amount: str) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_the_reconciled_days_after_a_day_whose_content_changes_back_are_re_run_each_time(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -312,6 +344,7 @@ def test_the_reconciled_days_after_a_day_whose_content_changes_back_are_re_run_e
         assert (held(home, D1), held(home, D2)) == expected
 
 
+@pytest.mark.slow
 def test_a_day_is_run_again_when_its_files_change_back_after_a_run_that_rejected_one_source(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:

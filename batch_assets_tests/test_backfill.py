@@ -147,7 +147,9 @@ def reconcile_sequentially(landing: Path, home: Path) -> dict[str, pl.DataFrame]
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
             job = defs.resolve_job_def("daily_reconciliation")
             for partition in PARTITIONS:
-                assert job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False).success, partition
+                assert job.execute_in_process(
+                    partition_key=partition, instance=instance, raise_on_error=False
+                ).success, partition
     return recon_tables(home / "warehouse.duckdb")
 
 
@@ -156,7 +158,10 @@ def test_the_webserver_accepts_the_uis_asset_backfill_of_every_key_over_a_range(
     # or are equal but built differently ("Targeted subset must match between every key in a
     # non-subsettable multi-asset"); how each key of a stage declares its dependencies decides that. This is
     # the webserver's own GraphQL implementation against a real code server, without the HTTP around it.
-    with dg.instance_for_test() as instance, define_out_of_process_context(str(REPO_ROOT / "workspace.yaml"), None, instance) as context:
+    with (
+        dg.instance_for_test() as instance,
+        define_out_of_process_context(str(REPO_ROOT / "workspace.yaml"), None, instance) as context,
+    ):
         result = execute_dagster_graphql(context, LAUNCH_BACKFILL, {"params": asset_backfill_params()})
         launched = result.data["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -196,7 +201,11 @@ def test_a_30_day_backfill_from_the_ui_finishes_correctly_with_runs_in_flight(tm
     # Several runs in flight (queued behind the one started), but never two days reconciling at once.
     assert seen.max_in_flight > 1
     assert seen.max_started == 1
-    assert {key.to_user_string(): sorted(set(PARTITIONS) - parts) for key, parts in materialized.items() if set(PARTITIONS) - parts} == {}
+    assert {
+        key.to_user_string(): sorted(set(PARTITIONS) - parts)
+        for key, parts in materialized.items()
+        if set(PARTITIONS) - parts
+    } == {}
 
     reference = reconcile_sequentially(home / "landing", tmp_path / "reference")
     for table in RECON_TABLES:

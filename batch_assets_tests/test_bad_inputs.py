@@ -199,7 +199,9 @@ def test_any_csv_bytes_land_whole_or_are_rejected(case: tuple[bytes, list[str], 
 
 
 # JSON values as text: numbers are written by hand so that their exact spelling is part of the example.
-JSON_NUMBERS = st.sampled_from(["0", "-0", "12.5", "-12.50", "1e3", "1E-2", "1234567890123456.78", "0.1", "100000000000000000000000"])
+JSON_NUMBERS = st.sampled_from(
+    ["0", "-0", "12.5", "-12.50", "1e3", "1E-2", "1234567890123456.78", "0.1", "100000000000000000000000"]
+)
 
 
 @st.composite
@@ -346,7 +348,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         patch.setenv(settings.QUARANTINE_RATE_WARN, "1")
         patch.setenv(settings.QUARANTINE_RATE_ERROR, "1")
         landing = home / "landing"
-        write_landing(landing, "ledger", D0, csv_text([txn("D0-L1", "10.00", D0, reference="INV-0"), txn("D0-L2", "5.00", D0)]))
+        write_landing(
+            landing, "ledger", D0, csv_text([txn("D0-L1", "10.00", D0, reference="INV-0"), txn("D0-L2", "5.00", D0)])
+        )
         write_landing(landing, "bank", D0, csv_text([txn("D0-B1", "10.00", D0, reference="inv 0")]))
         (home / "dagster_home").mkdir(parents=True)
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
@@ -399,6 +403,7 @@ def jsonl_line(**values: object) -> str:
 
 def reject_cases() -> list[tuple[str, str, str, Callable[[date], bytes], str]]:
     """(id, source, file name suffix, content for a day, the reason the file is rejected with)."""
+
     def rows(day: date, *lines: str) -> bytes:
         return (HEADER + "".join(lines)).encode()
 
@@ -406,47 +411,135 @@ def reject_cases() -> list[tuple[str, str, str, Callable[[date], bytes], str]]:
         return f"{txn_id},ACC1,{day},,1.00,EUR,R1,,\n"
 
     return [
-        ("truncated-mid-row", "ledger", "_02.csv", lambda d: rows(d, good(d), good(d, "G2"), f"G3,ACC1,{d},,1.0"),
-         "line 4: expected 9 fields, found 5 (ragged row)"),
-        ("truncated-in-quotes", "ledger", "_02.csv", lambda d: rows(d, good(d), f'G2,ACC1,{d},,1.00,EUR,"R2'),
-         "line 3: unterminated quoted value (truncated file?)"),
-        ("too-few-fields", "ledger", "_02.csv", lambda d: rows(d, good(d), f"G2,ACC1,{d},,1.00\n", good(d, "G3")),
-         "line 3: expected 9 fields, found 5 (ragged row)"),
-        ("too-many-fields", "bank", "_02.csv", lambda d: rows(d, good(d), f"G2,ACC1,{d},,1.00,EUR,R,C,D,surplus\n"),
-         "line 3: expected 9 fields, found 10 (ragged row)"),
-        ("latin-1", "ledger", "_02.csv", lambda d: rows(d, good(d)) + f"G2,ACC1,{d},,1.00,EUR,caf\xe9,,\n".encode("latin-1"),
-         "line 3: not UTF-8 (byte 0xe9 at column 33)"),
-        ("zero-bytes", "bank", "_02.csv", lambda d: b"",
-         "zero-byte file (a day with no transactions is a header-only file)"),
-        ("one-megabyte-line", "ledger", "_02.csv", lambda d: b"x" * (1 << 20),
-         "line 1: the header is longer than 1048576 bytes"),
-        ("renamed-column", "ledger", "_02.csv", lambda d: HEADER.replace("amount", "amt").encode() + good(d).encode(),
-         "line 1: missing required column(s) amount"),
-        ("missing-column", "bank", "_02.csv", lambda d: f"txn_id,account_id,booking_date,amount\nG1,ACC1,{d},1.00\n".encode(),
-         "line 1: missing required column(s) currency"),
-        ("stray-quote", "ledger", "_02.csv", lambda d: rows(d, good(d), f'G2,ACC1,{d},,1.00,EUR,6" pipe,,\n'),
-         'line 3: a quote inside an unquoted value (quote the whole value and double the quote)'),
+        (
+            "truncated-mid-row",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d), good(d, "G2"), f"G3,ACC1,{d},,1.0"),
+            "line 4: expected 9 fields, found 5 (ragged row)",
+        ),
+        (
+            "truncated-in-quotes",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d), f'G2,ACC1,{d},,1.00,EUR,"R2'),
+            "line 3: unterminated quoted value (truncated file?)",
+        ),
+        (
+            "too-few-fields",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d), f"G2,ACC1,{d},,1.00\n", good(d, "G3")),
+            "line 3: expected 9 fields, found 5 (ragged row)",
+        ),
+        (
+            "too-many-fields",
+            "bank",
+            "_02.csv",
+            lambda d: rows(d, good(d), f"G2,ACC1,{d},,1.00,EUR,R,C,D,surplus\n"),
+            "line 3: expected 9 fields, found 10 (ragged row)",
+        ),
+        (
+            "latin-1",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d)) + f"G2,ACC1,{d},,1.00,EUR,caf\xe9,,\n".encode("latin-1"),
+            "line 3: not UTF-8 (byte 0xe9 at column 33)",
+        ),
+        (
+            "zero-bytes",
+            "bank",
+            "_02.csv",
+            lambda d: b"",
+            "zero-byte file (a day with no transactions is a header-only file)",
+        ),
+        (
+            "one-megabyte-line",
+            "ledger",
+            "_02.csv",
+            lambda d: b"x" * (1 << 20),
+            "line 1: the header is longer than 1048576 bytes",
+        ),
+        (
+            "renamed-column",
+            "ledger",
+            "_02.csv",
+            lambda d: HEADER.replace("amount", "amt").encode() + good(d).encode(),
+            "line 1: missing required column(s) amount",
+        ),
+        (
+            "missing-column",
+            "bank",
+            "_02.csv",
+            lambda d: f"txn_id,account_id,booking_date,amount\nG1,ACC1,{d},1.00\n".encode(),
+            "line 1: missing required column(s) currency",
+        ),
+        (
+            "stray-quote",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d), f'G2,ACC1,{d},,1.00,EUR,6" pipe,,\n'),
+            "line 3: a quote inside an unquoted value (quote the whole value and double the quote)",
+        ),
         # A blank LF line in a CRLF file, which DuckDB's strict parser refuses without naming a line.
-        ("mixed-line-endings", "ledger", "_02.csv", lambda d: rows(d, good(d), "\n", good(d, "G2")).replace(b"\n", b"\r\n").replace(b"\r\n\r\n", b"\r\n\n"),
-         "line 3: ends in LF but line 1 ends in CRLF; lines must all end alike"),
-        ("cr-line-endings", "bank", "_02.csv", lambda d: rows(d, good(d), good(d, "G2")).replace(b"\n", b"\r"),
-         "line 1: a carriage return (CR) inside the line; lines must end in LF or CRLF"),
-        ("corrupt-parquet", "bank", "_02.parquet", lambda d: parquet_bytes(GOOD_PARQUET.with_columns(booking_date=pl.lit(d)))[:-40] + b"\x00" * 40,
-         "unreadable Parquet ("),
-        ("float-amounts-parquet", "ledger", "_02.parquet", lambda d: parquet_bytes(GOOD_PARQUET.with_columns(booking_date=pl.lit(d), amount=pl.lit(4.5))),
-         "column(s) amount (Float64) are floating point; use decimal, integer or text columns"),
-        ("jsonl-bad-line", "bank", "_02.jsonl",
-         lambda d: (jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR") + '\n{"txn_id": "J2", "amount": \n').encode(),
-         "line 2: invalid JSON (Expecting value at column 27)"),
-        ("jsonl-repeated-key", "ledger", "_02.jsonl",
-         lambda d: (
-             f'{{"txn_id": "J1", "account_id": "ACC1", "booking_date": "{d}", "amount": "1.00", '
-             '"amount": "100.00", "currency": "EUR"}\n'
-         ).encode(),
-         "line 1: key 'amount' appears more than once in an object"),
-        ("jsonl-nul", "bank", "_02.jsonl",
-         lambda d: (jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR") + "\n{\x00}\n").encode(),
-         "line 2: a NUL byte at column 2, which JSON text cannot hold"),
+        (
+            "mixed-line-endings",
+            "ledger",
+            "_02.csv",
+            lambda d: rows(d, good(d), "\n", good(d, "G2")).replace(b"\n", b"\r\n").replace(b"\r\n\r\n", b"\r\n\n"),
+            "line 3: ends in LF but line 1 ends in CRLF; lines must all end alike",
+        ),
+        (
+            "cr-line-endings",
+            "bank",
+            "_02.csv",
+            lambda d: rows(d, good(d), good(d, "G2")).replace(b"\n", b"\r"),
+            "line 1: a carriage return (CR) inside the line; lines must end in LF or CRLF",
+        ),
+        (
+            "corrupt-parquet",
+            "bank",
+            "_02.parquet",
+            lambda d: parquet_bytes(GOOD_PARQUET.with_columns(booking_date=pl.lit(d)))[:-40] + b"\x00" * 40,
+            "unreadable Parquet (",
+        ),
+        (
+            "float-amounts-parquet",
+            "ledger",
+            "_02.parquet",
+            lambda d: parquet_bytes(GOOD_PARQUET.with_columns(booking_date=pl.lit(d), amount=pl.lit(4.5))),
+            "column(s) amount (Float64) are floating point; use decimal, integer or text columns",
+        ),
+        (
+            "jsonl-bad-line",
+            "bank",
+            "_02.jsonl",
+            lambda d: (
+                jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR")
+                + '\n{"txn_id": "J2", "amount": \n'
+            ).encode(),
+            "line 2: invalid JSON (Expecting value at column 27)",
+        ),
+        (
+            "jsonl-repeated-key",
+            "ledger",
+            "_02.jsonl",
+            lambda d: (
+                f'{{"txn_id": "J1", "account_id": "ACC1", "booking_date": "{d}", "amount": "1.00", '
+                '"amount": "100.00", "currency": "EUR"}\n'
+            ).encode(),
+            "line 1: key 'amount' appears more than once in an object",
+        ),
+        (
+            "jsonl-nul",
+            "bank",
+            "_02.jsonl",
+            lambda d: (
+                jsonl_line(txn_id="J1", account_id="ACC1", booking_date=str(d), amount="1.00", currency="EUR")
+                + "\n{\x00}\n"
+            ).encode(),
+            "line 2: a NUL byte at column 2, which JSON text cannot hold",
+        ),
     ]
 
 
@@ -459,7 +552,13 @@ REJECT_CASES = reject_cases()
     ids=[case[0] for case in REJECT_CASES],
 )
 def test_a_rejected_file_names_file_line_and_reason_and_the_rest_of_the_day_is_intact(
-    shared: Shared, own_landing: Path, index: int, source: str, suffix: str, content: Callable[[date], bytes], reason: str
+    shared: Shared,
+    own_landing: Path,
+    index: int,
+    source: str,
+    suffix: str,
+    content: Callable[[date], bytes],
+    reason: str,
 ) -> None:
     landing = own_landing
     day = FIRST_REJECTION_DAY + timedelta(days=index)
@@ -518,19 +617,32 @@ ROW_CORPUS: list[tuple[str, dict[str, str], str | None, str | None]] = [
     ("R-account", {"account_id": "=1+1"}, FORMULA, f"account_id {FORMULA_DETAIL}"),
     ("=R-txn", {}, FORMULA, f"txn_id {FORMULA_DETAIL}"),
     # Signs that are data, not formulas: a negative amount, a "-" placeholder, phone numbers, "--".
-    ("R-negative", {"amount": "-7.25", "reference": "-", "counterparty": "+44 20 7946 0958", "description": "--"}, None, None),
+    (
+        "R-negative",
+        {"amount": "-7.25", "reference": "-", "counterparty": "+44 20 7946 0958", "description": "--"},
+        None,
+        None,
+    ),
     ("R-signed", {"amount": "+3.00", "reference": "+1 (555) 010-9999"}, None, None),
 ]
 
 
-def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_detail(shared: Shared, own_landing: Path) -> None:
+def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_detail(
+    shared: Shared, own_landing: Path
+) -> None:
     landing = own_landing
     d = D1.isoformat()
     row_corpus = [{**txn(txn_id, "1.00", D1), **values} for txn_id, values, _, _ in ROW_CORPUS]
     write_landing(landing, "ledger", D1, csv_text(row_corpus), part="01")
     write_landing(landing, "ledger", D1, "\ufeff" + csv_text([txn("P2-1", "2.00", D1)]), part="02")  # UTF-8 BOM
     write_landing(landing, "ledger", D1, HEADER, part="03")  # header only: no rows, and that is fine
-    write_landing(landing, "ledger", D1, csv_text([txn("P4-1", "4.00", D1, branch="north")], [*CONTRACT_COLUMNS, "branch"]), part="04")
+    write_landing(
+        landing,
+        "ledger",
+        D1,
+        csv_text([txn("P4-1", "4.00", D1, branch="north")], [*CONTRACT_COLUMNS, "branch"]),
+        part="04",
+    )
     write_landing(landing, "ledger", D1, csv_text([txn("P5-1", "5.00", D1)], REQUIRED_COLUMNS), part="05")
     megabyte = "d" * (1 << 20)
     write_landing(landing, "ledger", D1, csv_text([txn("P6-1", "6.00", D1, description=megabyte)]), part="06")
@@ -544,8 +656,17 @@ def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_det
         '"amount": 8.5, "currency": "eur", "tag": [1]}\n'
     )
     write_landing(landing, "ledger", D1, jsonl, part="08", ext="jsonl")
-    parquet = pl.DataFrame({"txn_id": ["P9-1"], "account_id": ["ACC1"], "booking_date": [D1], "amount": ["9.99"], "currency": ["EUR"]})
-    write_landing(landing, "ledger", D1, parquet_bytes(parquet.with_columns(pl.col("amount").cast(pl.Decimal(18, 2)))), part="09", ext="parquet")
+    parquet = pl.DataFrame(
+        {"txn_id": ["P9-1"], "account_id": ["ACC1"], "booking_date": [D1], "amount": ["9.99"], "currency": ["EUR"]}
+    )
+    write_landing(
+        landing,
+        "ledger",
+        D1,
+        parquet_bytes(parquet.with_columns(pl.col("amount").cast(pl.Decimal(18, 2)))),
+        part="09",
+        ext="parquet",
+    )
     bank = [
         txn("B-good", "12.00", D1, reference="inv 11"),
         txn("B-negative", "-7.25", D1),
@@ -575,7 +696,9 @@ def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_det
         (ledger("08", "jsonl"), 4, "P8-3", "8.50"),
         (ledger("09", "parquet"), 1, "P9-1", "9.99"),
     ]
-    quarantine = wh.read_partition("staging.quarantine", D1, ["source", "file_name", "line_number", "rule", "detail"]).rows()
+    quarantine = wh.read_partition(
+        "staging.quarantine", D1, ["source", "file_name", "line_number", "rule", "detail"]
+    ).rows()
     expected_quarantine = [
         ("ledger", ledger("01"), line, rule, detail)
         for line, (_, _, rule, detail) in enumerate(ROW_CORPUS, start=2)
@@ -606,7 +729,11 @@ def test_odd_but_valid_files_land_and_bad_rows_are_quarantined_with_rule_and_det
     assert wh.read_partition("staging.ledger", D1).filter(txn_id="P7-1")["description"][0] == "two\r\nlines"
 
     matches = wh.read_partition("recon.matches", D1, ["match_pass", "ledger_txn_id", "bank_txn_id"]).rows()
-    assert sorted(matches) == [("amount_date", "R-negative", "B-negative"), ("exact", "R-good", "B-good"), ("exact", "R-signed", "B-signed")]
+    assert sorted(matches) == [
+        ("amount_date", "R-negative", "B-negative"),
+        ("exact", "R-good", "B-good"),
+        ("exact", "R-signed", "B-signed"),
+    ]
     # No text a spreadsheet would run made it past validation, into any table a person exports.
     for table in ("staging.ledger", "staging.bank", "recon.matches", "recon.open_items", "recon.exceptions"):
         frame = wh.read_partition(table, D1)
@@ -674,9 +801,11 @@ def ingest_error(result: dg.ExecuteInProcessResult) -> str:
 
 
 def file_log(home: Path, day: date) -> list[tuple]:
-    return Warehouse(home / "warehouse.duckdb").read_partition(
-        "ops.file_log", day, ["file_name", "status", "reason", "row_count"]
-    ).rows()
+    return (
+        Warehouse(home / "warehouse.duckdb")
+        .read_partition("ops.file_log", day, ["file_name", "status", "reason", "row_count"])
+        .rows()
+    )
 
 
 def test_every_rejected_file_of_a_day_is_in_the_file_log_after_one_run(

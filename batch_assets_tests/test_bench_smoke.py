@@ -20,8 +20,9 @@ def test_peak_rss_counts_the_whole_process_tree(tmp_path: Path) -> None:
     # A parent that holds little and a grandchild that holds ~200 MB: only the tree's sum sees both.
     grandchild = "b = bytearray(200 * 2**20); import time; time.sleep(1.5)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
-    result = run_measured([sys.executable, "-c", parent], env={}, cwd=tmp_path, log=tmp_path / "log",
-                          timeout_seconds=60)
+    result = run_measured(
+        [sys.executable, "-c", parent], env={}, cwd=tmp_path, log=tmp_path / "log", timeout_seconds=60
+    )
     assert result.returncode == 0
     assert result.peak_tree_rss_bytes > 200 * 2**20
     assert result.samples > 5
@@ -31,7 +32,7 @@ def test_a_small_child_of_a_big_harness_is_measured_small(tmp_path: Path) -> Non
     # The kernel's ru_maxrss of a spawned child starts at its parent's RSS at the spawn: after the harness
     # had scored a 5M-row day, every later child "peaked" at the harness's 3.9 GiB.
     ballast = bytearray(400 * 2**20)
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page, so that it is resident
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page, so that it is resident
     # Long enough for a few samples even when the harness's /proc scans are slowed by a busy machine.
     child = "import time; time.sleep(2)"
     result = run_measured([sys.executable, "-c", child], env={}, cwd=tmp_path, log=tmp_path / "log", timeout_seconds=60)
@@ -43,8 +44,21 @@ def test_a_small_child_of_a_big_harness_is_measured_small(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_bench_harness_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "benchmarks.run", "--sizes", "2000", "--repeats", "1",
-               "--out", str(out), "--work-dir", str(tmp_path / "work"), "--timeout", "300"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--sizes",
+        "2000",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--timeout",
+        "300",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
 

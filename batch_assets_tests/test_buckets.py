@@ -60,7 +60,9 @@ def reconcile(landing: Path, home: Path, bucket_rows: int) -> tuple[dict[str, pl
                 assert result.success, (day, failure_message(result))
                 metadata.append(
                     {
-                        event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
+                        event.asset_key.to_user_string(): {
+                            k: v.value for k, v in event.materialization.metadata.items()
+                        }
                         for event in result.get_asset_materialization_events()
                     }
                 )

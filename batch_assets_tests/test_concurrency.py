@@ -93,7 +93,9 @@ def analyst(home: Path):
 
     def start(seconds: float) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-c", ANALYST, str(home / "warehouse.duckdb"), str(seconds)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", ANALYST, str(home / "warehouse.duckdb"), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert process.stdout.readline().strip() == "open"
         started.append(process)
@@ -108,8 +110,10 @@ def analyst(home: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "job, worker_dies",
-    [("batch_assets_tests.test_concurrency.daily_job_in_step_processes", True),
-     ("batch_assets.operations.daily_job_definition", False)],
+    [
+        ("batch_assets_tests.test_concurrency.daily_job_in_step_processes", True),
+        ("batch_assets.operations.daily_job_definition", False),
+    ],
     ids=["step-outlives-its-killed-worker", "paused-worker-wakes-up"],
 )
 @pytest.mark.usefixtures("first_day_reconciled")
@@ -209,13 +213,15 @@ def test_an_outside_session_longer_than_the_lock_timeout_fails_the_run_naming_it
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("first_day_reconciled")
-def test_two_runs_of_the_same_day_at_once_leave_one_result(
-    home: Path, clean_tables: dict[str, list[tuple]]
-) -> None:
+def test_two_runs_of_the_same_day_at_once_leave_one_result(home: Path, clean_tables: dict[str, list[tuple]]) -> None:
     # A backfill's run and the sensor's run of the same day, in two processes at once.
     both = [
-        subprocess.Popen([str(Path(sys.executable).with_name("batch-assets")), "run", "--start", D2.isoformat(), "--days", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("batch-assets")), "run", "--start", D2.isoformat(), "--days", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=300) for process in both]
@@ -227,7 +233,9 @@ def test_two_runs_of_the_same_day_at_once_leave_one_result(
         # The newer run is never refused; the older one either finished each stage first or was refused.
         assert runs[1].status == dg.DagsterRunStatus.SUCCESS, outputs
         if runs[0].status != dg.DagsterRunStatus.SUCCESS:
-            assert any("This run is stale" in text for text in step_failures(instance, runs[0].run_id).values()), outcomes
+            assert any("This run is stale" in text for text in step_failures(instance, runs[0].run_id).values()), (
+                outcomes
+            )
         wh = Warehouse(home / "warehouse.duckdb")
         for table in TABLES:
             current = wh.last_commit(table, D2)

@@ -67,7 +67,11 @@ def test_the_daemon_runs_the_sensor_and_the_files_become_a_reconciled_day(tmp_pa
     with running_dagster_dev(home, overrides={settings.FILE_QUIET_SECONDS: "0"}) as base_url:
         landing = home / "landing"
         generate(start=DAY, days=1, rows=300, fmt="csv", seed=5, landing=landing)
-        selector = {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__", "sensorName": "landing_files"}
+        selector = {
+            "repositoryLocationName": "batch_assets",
+            "repositoryName": "__repository__",
+            "sensorName": "landing_files",
+        }
         started = graphql(base_url, START_SENSOR, {"selector": selector})["startSensor"]
         assert started["__typename"] == "Sensor", started
         assert started["sensorState"]["status"] == "RUNNING"

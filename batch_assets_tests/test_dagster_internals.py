@@ -60,7 +60,9 @@ def test_a_run_s_check_evaluations_come_back_in_the_order_logged_and_only_that_r
     evaluation = failed.dagster_event.event_specific_data
     assert isinstance(evaluation, dg.AssetCheckEvaluation)
     assert (evaluation.asset_key, evaluation.severity, evaluation.description) == (
-        dg.AssetKey("ledger_total"), dg.AssetCheckSeverity.WARN, "off by one",
+        dg.AssetKey("ledger_total"),
+        dg.AssetCheckSeverity.WARN,
+        "off by one",
     )
     assert failed.step_key == "ledger_total_ledger_total_balances"
 

@@ -52,9 +52,16 @@ def asset_graph_snapshot() -> dict:
 @pytest.mark.unit
 def test_definitions_load_with_every_resource() -> None:
     repository = defs.get_repository_def()
-    assert {"warehouse", "landing", "thresholds", "matching", "calendar", "progress", "alerts", "landing_sensor"} <= set(
-        repository.get_top_level_resources()
-    )
+    assert {
+        "warehouse",
+        "landing",
+        "thresholds",
+        "matching",
+        "calendar",
+        "progress",
+        "alerts",
+        "landing_sensor",
+    } <= set(repository.get_top_level_resources())
     assert defs.resolve_job_def("daily_reconciliation") is not None
 
 
@@ -92,7 +99,11 @@ def test_the_invariant_checks_block_and_the_thresholds_do_not() -> None:
         "recon/matches:matches_balance",
         "recon/open_items:items_conserved",
     }
-    assert {"recon/summary:match_rate", "recon/summary:break_value", "recon/summary:amount_mismatches"} <= checks.keys() - blocking
+    assert {
+        "recon/summary:match_rate",
+        "recon/summary:break_value",
+        "recon/summary:amount_mismatches",
+    } <= checks.keys() - blocking
 
 
 def setting_resources() -> dict[str, Settings]:
@@ -203,7 +214,6 @@ def test_every_run_of_the_daily_job_is_serialised_with_the_other_reconciling_run
     assert defs.resolve_job_def("daily_reconciliation").tags[SERIAL_TAG] == SERIAL_VALUE
 
 
-
 @pytest.mark.unit
 def test_the_writing_steps_retry_transient_errors_with_backoff_and_jitter() -> None:
     from batch_assets.retries import TRANSIENT_RETRY
@@ -221,3 +231,32 @@ def test_no_sensor_or_schedule_opens_the_warehouse() -> None:
     repository = defs.get_repository_def()
     for automation in [*repository.sensor_defs, *repository.schedule_defs]:
         assert "warehouse" not in automation.required_resource_keys, automation.name
+
+
+def test_dg_list_defs_shows_every_definition_found_under_the_defs_folder(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "dagster_home").mkdir()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "list", "defs", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # An instance of its own, so that listing never creates ./data in the checkout.
+        env={**os.environ, "VIRTUAL_ENV": sys.prefix, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed = json.loads(done.stdout)
+    repository = defs.get_repository_def()
+    assert {a["asset_key"] for a in listed["assets"]} == {
+        k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()
+    }
+    assert {c["key"] for c in listed["asset_checks"]} == {
+        f"{k.asset_key.to_user_string()}:{k.name}" for k in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert {j["name"] for j in listed["jobs"]} == {"daily_reconciliation"}
+    assert {s["name"] for s in listed["schedules"]} == {s.name for s in repository.schedule_defs}
+    assert {s["name"] for s in listed["sensors"]} == {s.name for s in repository.sensor_defs} and len(
+        listed["sensors"]
+    ) == 5
+    assert {r["name"] for r in listed["resources"]} == set(defs.resources)

@@ -89,11 +89,17 @@ def warehouse_contents(database: Path) -> dict[str, list[tuple]]:
 def latest_commits(database: Path) -> dict[tuple[str, str], tuple[int, str]]:
     """(table, day) to the row count and fingerprint of its latest commit; the file log's fingerprint hashes
     first_seen_at, a wall clock, so only its row count is compared."""
-    rows = Warehouse(database).query(
-        f"SELECT asset_key, partition_key, row_count, fingerprint FROM {COMMIT_LOG_TABLE} "  # noqa: S608 (a table name)
-        "QUALIFY row_number() OVER (PARTITION BY asset_key, partition_key ORDER BY commit_seq DESC) = 1"
-    ).rows()
-    return {(table, day): (count, "" if table == "ops.file_log" else fingerprint) for table, day, count, fingerprint in rows}
+    rows = (
+        Warehouse(database)
+        .query(
+            f"SELECT asset_key, partition_key, row_count, fingerprint FROM {COMMIT_LOG_TABLE} "  # noqa: S608 (a table name)
+            "QUALIFY row_number() OVER (PARTITION BY asset_key, partition_key ORDER BY commit_seq DESC) = 1"
+        )
+        .rows()
+    )
+    return {
+        (table, day): (count, "" if table == "ops.file_log" else fingerprint) for table, day, count, fingerprint in rows
+    }
 
 
 def error_texts(result: dg.ExecuteInProcessResult) -> str:

@@ -35,19 +35,35 @@ def deliver(landing: Path, day: date) -> None:
 def run(clone: Path, *command: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(clone / ".venv" / "bin" / command[0]), *command[1:]],
-        cwd=clone, env=scrubbed_environment(clone), capture_output=True, text=True, timeout=600,
+        cwd=clone,
+        env=scrubbed_environment(clone),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
 
-def test_plain_dagster_commands_and_dagster_dev_reconcile_days_under_data_in_a_fresh_clone_with_nothing_set(tmp_path: Path) -> None:
+def test_plain_dagster_commands_and_dagster_dev_reconcile_days_under_data_in_a_fresh_clone_with_nothing_set(
+    tmp_path: Path,
+) -> None:
     clone = copy_of_the_repository(tmp_path / "clone")
     for day in (D1, D2, D3):
         deliver(clone / "data" / "landing", day)
 
-    run(clone, "dagster", "asset", "materialize", "-m", "batch_assets.definitions", "--select", "*",
-        "--partition", str(D1))
+    run(
+        clone,
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "batch_assets.definitions",
+        "--select",
+        "*",
+        "--partition",
+        str(D1),
+    )
     run(clone, "dg", "launch", "--assets", "*", "--partition", str(D2))
     with running_plain_dev(clone, "dagster") as base_url:
         # Launched as the UI's Launchpad does: through the queue, the daemon and a run worker.

@@ -33,8 +33,15 @@ BUSY = Rates(
 
 def _generate(root: Path, fmt: str, *, seed: int = 11, rows: int = ROWS, days: int = DAYS, parts: int = 2, rates=BUSY):
     return generate(
-        start=START, days=days, rows=rows, fmt=fmt, seed=seed, landing=root / "landing", truth=root / "truth",
-        parts=parts, rates=rates,
+        start=START,
+        days=days,
+        rows=rows,
+        fmt=fmt,
+        seed=seed,
+        landing=root / "landing",
+        truth=root / "truth",
+        parts=parts,
+        rates=rates,
     )
 
 
@@ -49,7 +56,7 @@ def _read(path: Path, fmt: str) -> pl.DataFrame:
     if fmt == "csv":
         frame = pl.read_csv(path, infer_schema=False)
     elif fmt == "jsonl":
-        frame = pl.read_ndjson(path, schema={column: pl.String for column in contract.CONTRACT_COLUMNS})
+        frame = pl.read_ndjson(path, schema=dict.fromkeys(contract.CONTRACT_COLUMNS, pl.String))
     else:
         frame = pl.read_parquet(path)
         assert frame.schema["amount"] == pl.Decimal(18, 2), "parquet amounts must be Decimal(18,2), never float"
@@ -143,8 +150,12 @@ def test_file_names_fit_the_contract_and_every_format_reads_back(generated):
         assert START <= name.business_date < START + dt.timedelta(days=DAYS)
         frame = _read(path, fmt)
         assert frame.height > 0
-    expected = {f"{source}/{source}_{START + dt.timedelta(days=d)}_{part}.{fmt}" for source in contract.SOURCES
-                for d in range(DAYS) for part in ("01", "02")}
+    expected = {
+        f"{source}/{source}_{START + dt.timedelta(days=d)}_{part}.{fmt}"
+        for source in contract.SOURCES
+        for d in range(DAYS)
+        for part in ("01", "02")
+    }
     assert {f"{p.parent.name}/{p.name}" for p in paths} == expected
 
 
@@ -228,9 +239,16 @@ def test_pairs_point_at_real_rows_and_groups_balance(generated):
     ids = set(pairs["ledger_txn_id"]) | set(pairs["bank_txn_id"])
     assert ids - written <= ids - lost
     assert len(ids - written) <= pairs.filter(~pl.col("findable")).height
-    groups = pairs.filter(pl.col("kind") == "many_to_one").group_by("group_id").agg(
-        pl.col("ledger_amount").sum(), pl.col("bank_amount").first(), pl.len(), pl.col("account_id").n_unique(),
-        pl.col("ledger_date").n_unique(),
+    groups = (
+        pairs.filter(pl.col("kind") == "many_to_one")
+        .group_by("group_id")
+        .agg(
+            pl.col("ledger_amount").sum(),
+            pl.col("bank_amount").first(),
+            pl.len(),
+            pl.col("account_id").n_unique(),
+            pl.col("ledger_date").n_unique(),
+        )
     )
     assert groups.height > 0
     assert (groups["ledger_amount"] == groups["bank_amount"]).all()
@@ -264,9 +282,12 @@ def test_findable_follows_the_contract_on_the_file_contents(generated):
     same_ref = (pl.col("norm") == pl.col("norm_b")).fill_null(False)
     gap = (pl.col("booking_date_b") - pl.col("booking_date")).dt.total_days().abs()
     one = rows.filter(pl.col("kind") == "one_to_one").with_columns(
-        expected=pl.when(~both | (pl.col("amount") != pl.col("amount_b"))).then(None)
-        .when(same_ref & (gap <= CARRY_DAYS)).then(pl.lit("exact"))
-        .when(~same_ref & (gap <= DATE_TOLERANCE_DAYS)).then(pl.lit("amount_date"))
+        expected=pl.when(~both | (pl.col("amount") != pl.col("amount_b")))
+        .then(None)
+        .when(same_ref & (gap <= CARRY_DAYS))
+        .then(pl.lit("exact"))
+        .when(~same_ref & (gap <= DATE_TOLERANCE_DAYS))
+        .then(pl.lit("amount_date"))
         .otherwise(None)
     )
     assert one["expected"].equals(one["expected_pass"], check_names=False)
@@ -388,6 +409,7 @@ def test_files_are_written_under_a_name_a_watcher_ignores_then_renamed(tmp_path)
 
     files.write_atomic(final, write)
     assert final.read_text() == "txn_id\n" and len(seen) == 1 and not seen[0].exists()
+
     def fail_half_way(target: Path) -> None:
         target.write_text("txn_id\nL1")
         raise RuntimeError("disk full")

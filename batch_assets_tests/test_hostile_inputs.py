@@ -40,7 +40,7 @@ HOSTILE_NAMES: list[tuple[str, bytes]] = [
     ("ledger", f"ledger_{D}..csv".encode()),
     ("ledger", f"ledger_{D}_...csv".encode()),
     ("bank", f"bank_{D}_..%2F..%2Fetc%2Fpasswd.csv".encode()),
-    ("ledger", f"ledger_{D}_" .encode() + b"'" * (255 - len(f"ledger_{D}_.csv")) + b".csv"),  # 255 bytes
+    ("ledger", f"ledger_{D}_".encode() + b"'" * (255 - len(f"ledger_{D}_.csv")) + b".csv"),  # 255 bytes
     ("ledger", f"ledger_{D}_café.csv".encode()),
     ("ledger", "ledger_２０２６-11-10.csv".encode()),  # full-width digits
     ("bank", "bank_٢٠٢٦-١١-١٠.csv".encode()),  # Arabic-Indic digits
@@ -90,11 +90,13 @@ def test_hostile_names_are_reported_once_never_requested_nor_read(
     # Only contract names were read: the good files and the 255-byte one, whose name is data like any other.
     wh = Warehouse(home / "warehouse.duckdb")
     log = wh.read_partition("ops.file_log", DAY, ["file_name", "status", "row_count"]).rows()
-    assert log == sorted([
-        (f"bank/bank_{D}.csv", "ingested", 1),
-        (f"ledger/ledger_{D}.csv", "ingested", 1),
-        (f"ledger/{LONG_VALID_NAME}", "ingested", 2),
-    ])
+    assert log == sorted(
+        [
+            (f"bank/bank_{D}.csv", "ingested", 1),
+            (f"ledger/ledger_{D}.csv", "ingested", 1),
+            (f"ledger/{LONG_VALID_NAME}", "ingested", 2),
+        ]
+    )
     assert sorted(wh.read_partition("staging.ledger", DAY)["txn_id"]) == ["GOOD-L1", "LONG-1"]
     assert wh.read_partition("staging.quarantine", DAY, ["file_name", "line_number", "rule"]).rows() == [
         (f"ledger/{LONG_VALID_NAME}", 3, "invalid_amount")
@@ -132,8 +134,28 @@ def test_hostile_values_travel_as_data_byte_for_byte_and_every_table_survives(
     ledger, bank = [], []
     for i, value in enumerate(HOSTILE_VALUES):
         # A pair that matches, and a pair with equal references and different amounts (an amount mismatch).
-        ledger.append(txn(f"L{i}:{value}", f"{10 + i}.00", DAY, account=value, reference=value, counterparty=value, description=value))
-        bank.append(txn(f"B{i}:{value}", f"{10 + i}.00", DAY, account=value, reference=value, counterparty=value, description=value))
+        ledger.append(
+            txn(
+                f"L{i}:{value}",
+                f"{10 + i}.00",
+                DAY,
+                account=value,
+                reference=value,
+                counterparty=value,
+                description=value,
+            )
+        )
+        bank.append(
+            txn(
+                f"B{i}:{value}",
+                f"{10 + i}.00",
+                DAY,
+                account=value,
+                reference=value,
+                counterparty=value,
+                description=value,
+            )
+        )
         ledger.append(txn(f"L{i}m", "1.00", DAY, account=value, reference=f"MM{i}"))
         bank.append(txn(f"B{i}m", "2.00", DAY, account=value, reference=f"mm {i}"))
     write_landing(landing, "ledger", DAY, csv_text(ledger))
@@ -157,7 +179,9 @@ def test_hostile_values_travel_as_data_byte_for_byte_and_every_table_survives(
 
     matches = wh.read_partition("recon.matches", DAY, ["account_id", "ledger_txn_id", "bank_txn_id"]).rows()
     assert sorted(matches) == sorted((v, f"L{i}:{v}", f"B{i}:{v}") for i, v in enumerate(HOSTILE_VALUES))
-    mismatches = wh.read_partition("recon.exceptions", DAY, ["category", "source", "account_id", "txn_id", "counterpart_txn_id"])
+    mismatches = wh.read_partition(
+        "recon.exceptions", DAY, ["category", "source", "account_id", "txn_id", "counterpart_txn_id"]
+    )
     assert sorted(mismatches.rows()) == sorted(
         [("amount_mismatch", "ledger", v, f"L{i}m", f"B{i}m") for i, v in enumerate(HOSTILE_VALUES)]
         + [("amount_mismatch", "bank", v, f"B{i}m", f"L{i}m") for i, v in enumerate(HOSTILE_VALUES)]
@@ -168,7 +192,10 @@ def test_hostile_values_travel_as_data_byte_for_byte_and_every_table_survives(
 def assert_every_table_survives(home: Path) -> None:
     """Every table and view of the warehouse is still there, and each is readable."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
-        tables = {f"{s}.{t}" for s, t in conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            f"{s}.{t}"
+            for s, t in conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+        }
         assert tables == {*TABLES, COMMIT_LOG_TABLE, "recon.standing_breaks"}
         for table in tables:
             conn.execute(

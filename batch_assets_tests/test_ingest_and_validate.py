@@ -18,13 +18,25 @@ DAY = date(2026, 11, 10)
 NEXT = date(2026, 11, 11)
 HEADER = csv_text([])
 TABLES = [
-    "raw.ledger", "raw.bank", "staging.ledger", "staging.bank", "staging.quarantine", "ops.file_log",
-    "recon.matches", "recon.open_items", "recon.exceptions", "recon.summary",
+    "raw.ledger",
+    "raw.bank",
+    "staging.ledger",
+    "staging.bank",
+    "staging.quarantine",
+    "ops.file_log",
+    "recon.matches",
+    "recon.open_items",
+    "recon.exceptions",
+    "recon.summary",
 ]
 ALL_ASSETS = {t.replace(".", "/") for t in TABLES}
 INVARIANT_CHECKS = {
-    "staging/ledger:rows_conserved", "staging/bank:rows_conserved", "staging/ledger:txn_id_unique",
-    "staging/bank:txn_id_unique", "recon/open_items:items_conserved", "recon/matches:matched_once",
+    "staging/ledger:rows_conserved",
+    "staging/bank:rows_conserved",
+    "staging/ledger:txn_id_unique",
+    "staging/bank:txn_id_unique",
+    "recon/open_items:items_conserved",
+    "recon/matches:matched_once",
     "recon/matches:matches_balance",
 }
 
@@ -57,7 +69,8 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(
-        e.event_specific_data.error.message + (e.event_specific_data.user_failure_data.description or "" if e.event_specific_data.user_failure_data else "")
+        e.event_specific_data.error.message
+        + (e.event_specific_data.user_failure_data.description or "" if e.event_specific_data.user_failure_data else "")
         for e in result.all_events
         if e.event_type_value == "STEP_FAILURE"
     )
@@ -66,7 +79,12 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 def deliver_good_day(landing: Path, day: date = DAY) -> None:
     """Two ledger rows and one bank row; txn ids are unique per day (L1, L2, B1 on DAY)."""
     tag = "" if day == DAY else f"-{day.day}"
-    write_landing(landing, "ledger", day, csv_text([txn(f"L1{tag}", "10.00", day, reference="INV-1"), txn(f"L2{tag}", "-2.50", day)]))
+    write_landing(
+        landing,
+        "ledger",
+        day,
+        csv_text([txn(f"L1{tag}", "10.00", day, reference="INV-1"), txn(f"L2{tag}", "-2.50", day)]),
+    )
     write_landing(landing, "bank", day, csv_text([txn(f"B1{tag}", "10.00", day, reference="inv 1")]))
 
 
@@ -96,12 +114,16 @@ def test_a_good_day_lands_stages_and_passes_every_check(
         ("ledger/ledger_2026-11-10.csv", "ingested", 2),
         ("ledger/ledger_2026-11-10_02.csv", "ingested", 1),
     ]
-    raw_ledger = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw/ledger")
+    raw_ledger = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw/ledger"
+    )
     metadata = raw_ledger.materialization.metadata
     assert metadata["rows"].value == 3 and metadata["files"].value == 2
     assert metadata["amount_total"].value == "7.50" and metadata["amount_total_cents"].value == 750
     assert {"duration_s", "rows_per_s", "input_files", "fingerprint"} <= metadata.keys()
-    staged = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "staging/ledger")
+    staged = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "staging/ledger"
+    )
     assert staged.materialization.metadata["quarantined"].value == 1
 
 
@@ -115,7 +137,9 @@ def test_rerunning_a_day_gives_identical_tables(landing: Path, home: Path, insta
     assert {t: warehouse(home).last_commit(t, DAY).fingerprint for t in TABLES} == fingerprints
 
 
-def test_the_same_bytes_under_another_name_are_ingested_once(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_the_same_bytes_under_another_name_are_ingested_once(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     deliver_good_day(landing)
     copy = (landing / "ledger" / "ledger_2026-11-10.csv").read_bytes()
     write_landing(landing, "ledger", DAY, copy, part="resent")
@@ -124,12 +148,15 @@ def test_the_same_bytes_under_another_name_are_ingested_once(landing: Path, home
     assert wh.read_partition("raw.ledger", DAY).height == 2
     log = dict(wh.read_partition("ops.file_log", DAY, ["file_name", "status"]).rows())
     assert log["ledger/ledger_2026-11-10_resent.csv"] == "duplicate"
-    assert "same bytes as ledger/ledger_2026-11-10.csv" in wh.read_partition("ops.file_log", DAY).filter(
-        file_name="ledger/ledger_2026-11-10_resent.csv"
-    )["reason"][0]
+    assert (
+        "same bytes as ledger/ledger_2026-11-10.csv"
+        in wh.read_partition("ops.file_log", DAY).filter(file_name="ledger/ledger_2026-11-10_resent.csv")["reason"][0]
+    )
 
 
-def test_the_same_bytes_on_another_day_are_ingested_once(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_the_same_bytes_on_another_day_are_ingested_once(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     deliver_good_day(landing)
     assert run_day(instance).success
     deliver_good_day(landing, NEXT)
@@ -140,7 +167,9 @@ def test_the_same_bytes_on_another_day_are_ingested_once(landing: Path, home: Pa
     assert "already ingested" in log.filter(file_name="bank/bank_2026-11-11_02.csv")["reason"][0]
 
 
-def test_new_bytes_under_the_same_name_replace_the_file(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_new_bytes_under_the_same_name_replace_the_file(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     deliver_good_day(landing)
     assert run_day(instance).success
     write_landing(landing, "ledger", DAY, csv_text([txn("L9", "99.00", DAY)]))
@@ -152,7 +181,9 @@ def test_new_bytes_under_the_same_name_replace_the_file(landing: Path, home: Pat
     assert "replaced by new bytes (was ingested)" in log.filter(status="superseded")["reason"][0]
 
 
-def test_a_rejected_file_fails_its_source_and_keeps_the_old_data(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_a_rejected_file_fails_its_source_and_keeps_the_old_data(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     deliver_good_day(landing)
     assert run_day(instance).success
     before = snapshot(home)
@@ -186,7 +217,9 @@ def test_a_source_with_no_file_fails_with_a_clear_reason(landing: Path, instance
     assert materialized(result) == {"raw/ledger", "ops/file_log"}
 
 
-def test_header_only_files_mean_a_day_with_zero_transactions(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_header_only_files_mean_a_day_with_zero_transactions(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     deliver_good_day(landing)
     assert run_day(instance).success
     write_landing(landing, "ledger", DAY, HEADER)
@@ -218,10 +251,20 @@ def test_a_txn_id_staged_on_an_earlier_day_is_quarantined(
 
 @pytest.mark.parametrize(
     ("warn", "error", "passed", "severity"),
-    [("0.6", "0.9", True, None), ("0.2", "0.9", False, dg.AssetCheckSeverity.WARN), ("0.1", "0.2", False, dg.AssetCheckSeverity.ERROR)],
+    [
+        ("0.6", "0.9", True, None),
+        ("0.2", "0.9", False, dg.AssetCheckSeverity.WARN),
+        ("0.1", "0.2", False, dg.AssetCheckSeverity.ERROR),
+    ],
 )
 def test_quarantine_rate_thresholds_come_from_the_environment(
-    landing: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, warn: str, error: str, passed: bool, severity
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    warn: str,
+    error: str,
+    passed: bool,
+    severity,
 ) -> None:
     monkeypatch.setenv(settings.QUARANTINE_RATE_WARN, warn)
     monkeypatch.setenv(settings.QUARANTINE_RATE_ERROR, error)

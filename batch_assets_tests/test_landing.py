@@ -49,13 +49,29 @@ def rejection(landing: Path, path: Path) -> str:
         (HEADER.encode() + "L1,A,2026-11-21,,1.00,EUR,caf\xe9,,\n".encode("latin-1"), "line 2: not UTF-8"),
         ("caf\xe9,x\n".encode("latin-1"), "line 1: not UTF-8"),
         (b"txn_id,account_id,booking_date,currency\nL1,A,2026-11-21,EUR\n", "missing required column(s) amount"),
-        (b"txn_id,account_id,booking_date,value,currency\nL1,A,2026-11-21,1.00,EUR\n", "missing required column(s) amount"),
-        ((HEADER + "L1,A,2026-11-21,,1.00,EUR,,,\nL2,A,2026-11-21,,1.00\n").encode(), "line 3: expected 9 fields, found 5"),
+        (
+            b"txn_id,account_id,booking_date,value,currency\nL1,A,2026-11-21,1.00,EUR\n",
+            "missing required column(s) amount",
+        ),
+        (
+            (HEADER + "L1,A,2026-11-21,,1.00,EUR,,,\nL2,A,2026-11-21,,1.00\n").encode(),
+            "line 3: expected 9 fields, found 5",
+        ),
         ((HEADER + "L1,A,2026-11-21,,1.00,EUR,,,,extra\n").encode(), "line 2: expected 9 fields, found 10"),
         ((HEADER + 'L1,A,2026-11-21,,1.00,EUR,"unterminated,,\n').encode(), "unterminated quoted value"),
         (b"txn_id,txn_id,account_id,booking_date,amount,currency\n", "duplicate column(s) txn_id"),
     ],
-    ids=["zero-byte", "latin1-row", "latin1-header", "missing-column", "renamed-column", "short-row", "long-row", "truncated", "duplicate-column"],
+    ids=[
+        "zero-byte",
+        "latin1-row",
+        "latin1-header",
+        "missing-column",
+        "renamed-column",
+        "short-row",
+        "long-row",
+        "truncated",
+        "duplicate-column",
+    ],
 )
 def test_unreadable_csv_is_rejected_with_file_line_and_reason(landing: Path, content: bytes, reason: str) -> None:
     path = write_landing(landing, "ledger", DAY, content)
@@ -89,7 +105,7 @@ def test_blank_lines_between_records_hold_no_record_and_keep_line_numbers(landin
 
 
 def test_values_stay_text_as_delivered(landing: Path) -> None:
-    text = csv_text([txn("L1", "0012.50", DAY, reference="=HYPERLINK(\"http://x\")")])
+    text = csv_text([txn("L1", "0012.50", DAY, reference='=HYPERLINK("http://x")')])
     row = read(landing, write_landing(landing, "ledger", DAY, text)).row(0, named=True)
     assert row["amount"] == "0012.50"
     assert row["reference"] == '=HYPERLINK("http://x")'
@@ -127,15 +143,28 @@ def test_corrupt_parquet_is_rejected(landing: Path) -> None:
 def test_parquet_missing_a_required_column_is_rejected(landing: Path) -> None:
     path = landing / "bank" / "bank_2026-11-21.parquet"
     path.parent.mkdir(parents=True)
-    pl.DataFrame({"txn_id": ["B1"], "account_id": ["A"], "booking_date": [DAY], "currency": ["EUR"]}).write_parquet(path)
+    pl.DataFrame({"txn_id": ["B1"], "account_id": ["A"], "booking_date": [DAY], "currency": ["EUR"]}).write_parquet(
+        path
+    )
     assert "missing required column(s) amount" in rejection(landing, path)
 
 
 def test_jsonl_reads_with_physical_line_numbers(landing: Path) -> None:
     lines = [
-        json.dumps({"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": "1.00", "currency": "EUR"}),
+        json.dumps(
+            {"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": "1.00", "currency": "EUR"}
+        ),
         "",
-        json.dumps({"txn_id": "J2", "account_id": "A", "booking_date": "2026-11-21", "amount": 2.5, "currency": "EUR", "tag": 1}),
+        json.dumps(
+            {
+                "txn_id": "J2",
+                "account_id": "A",
+                "booking_date": "2026-11-21",
+                "amount": 2.5,
+                "currency": "EUR",
+                "tag": 1,
+            }
+        ),
     ]
     frame = read(landing, write_landing(landing, "bank", DAY, "\n".join(lines) + "\n", ext="jsonl"))
     assert frame.select("txn_id", "amount", "line_number").rows() == [("J1", "1.00", 1), ("J2", "2.5", 3)]
@@ -169,7 +198,9 @@ def test_jsonl_numbers_are_kept_as_written_never_through_a_float(landing: Path) 
     ids=["truncated", "list", "null", "repeated-key", "nan", "lone-surrogate", "deep"],
 )
 def test_jsonl_with_a_bad_line_is_rejected_naming_the_line(landing: Path, bad_line: str, reason: str) -> None:
-    good = json.dumps({"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": "1.00", "currency": "EUR"})
+    good = json.dumps(
+        {"txn_id": "J1", "account_id": "A", "booking_date": "2026-11-21", "amount": "1.00", "currency": "EUR"}
+    )
     path = write_landing(landing, "bank", DAY, f"{good}\n{bad_line}\n{good}\n", ext="jsonl")
     assert reason in rejection(landing, path)
 

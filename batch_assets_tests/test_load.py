@@ -36,8 +36,13 @@ MAX_DAYS_PER_TICK = PAGE_SIZE // (2 * PARTS) + 1
 def rows_of_part(source: str, day: date, part: int) -> list[dict[str, str]]:
     """1 to 4 rows; the same amounts and references on both sides, so every item matches."""
     return [
-        txn(f"{source[0].upper()}-{day:%m%d}-{part:03d}-{n}", f"{part}.{n:02d}", day,
-            account=f"ACC{part % 7}", reference=f"P{part}N{n}")
+        txn(
+            f"{source[0].upper()}-{day:%m%d}-{part:03d}-{n}",
+            f"{part}.{n:02d}",
+            day,
+            account=f"ACC{part % 7}",
+            reference=f"P{part}N{n}",
+        )
         for n in range(1 + part % 4)
     ]
 
@@ -99,13 +104,17 @@ def test_a_storm_of_a_thousand_files_becomes_one_run_per_day_and_loses_no_file_o
     warehouse = Warehouse(home / "warehouse.duckdb")
     log = warehouse.query("SELECT file_name, status, row_count FROM ops.file_log").rows()
     assert len(log) == len(written)  # every file logged once
-    assert {name: (status, count) for name, status, count in log} == {name: ("ingested", n) for name, n in written.items()}
+    assert {name: (status, count) for name, status, count in log} == {
+        name: ("ingested", n) for name, n in written.items()
+    }
     raw = warehouse.query(
         "SELECT file_name, count(*) FROM (SELECT file_name FROM raw.ledger UNION ALL SELECT file_name FROM raw.bank) "
         "GROUP BY file_name"
     ).rows()
     assert dict(raw) == written  # every line of every file is a row, once
-    staged = warehouse.query("SELECT (SELECT count(*) FROM staging.ledger) + (SELECT count(*) FROM staging.bank)").item()
+    staged = warehouse.query(
+        "SELECT (SELECT count(*) FROM staging.ledger) + (SELECT count(*) FROM staging.bank)"
+    ).item()
     assert staged == sum(written.values())
     unmatched = warehouse.query("SELECT count(*) FROM recon.open_items").rows()
     assert unmatched == [(0,)]
@@ -145,7 +154,12 @@ def schedule_request(instance: dg.DagsterInstance, at: datetime) -> dg.RunReques
 
 def daemon_tags(request: dg.RunRequest, origin_tag: str, origin: str) -> dict[str, str]:
     """The tags the daemon gives the run it makes of `request`."""
-    return {**request.tags, "dagster/partition": request.partition_key, "dagster/run_key": request.run_key, origin_tag: origin}
+    return {
+        **request.tags,
+        "dagster/partition": request.partition_key,
+        "dagster/run_key": request.run_key,
+        origin_tag: origin,
+    }
 
 
 def launch(base_url: str, tags: dict[str, str]) -> str:
@@ -205,7 +219,7 @@ def test_the_sensor_the_schedule_and_a_manual_launch_of_one_day_run_one_at_a_tim
         f"SELECT asset_key, run_id, row_count, fingerprint FROM {COMMIT_LOG_TABLE} WHERE partition_key = ?",  # noqa: S608 (a table name)
         [DAY.isoformat()],
     ).rows()
-    assert Counter(table for table, *_ in commits) == {table: 3 for table in TABLES}  # each run wrote each table once
+    assert Counter(table for table, *_ in commits) == dict.fromkeys(TABLES, 3)  # each run wrote each table once
     assert {run_id for _, run_id, *_ in commits} == set(run_ids)
     for table in TABLES:  # three runs, one result: what a single clean run gives
         assert len({(count, fingerprint) for name, _, count, fingerprint in commits if name == table}) == 1, table

@@ -61,14 +61,22 @@ def test_amount_date_pass_needs_dates_within_tolerance() -> None:
     ledger = items(("L1", "7.00", None, 2), ("L2", "8.00", None, 3), ("L3", "9.00", "X", 0))
     bank = items(("B1", "7.00", "Y", 0), ("B2", "8.00", None, 0), ("B3", "9.00", None, 0))
     assert pairs(ledger, bank) == [("amount_date", "L1", "B1"), ("amount_date", "L3", "B3")]
-    assert pairs(ledger, bank, tolerance=3) == [("amount_date", "L1", "B1"), ("amount_date", "L2", "B2"), ("amount_date", "L3", "B3")]
+    assert pairs(ledger, bank, tolerance=3) == [
+        ("amount_date", "L1", "B1"),
+        ("amount_date", "L2", "B2"),
+        ("amount_date", "L3", "B3"),
+    ]
 
 
 def test_amount_date_ties_take_the_earliest_free_bank_item_within_tolerance() -> None:
     ledger = items(("L1", "3.00", None, 4), ("L2", "3.00", None, 1), ("L3", "3.00", None, 0))
     bank = items(("B1", "3.00", None, 0), ("B2", "3.00", None, 2), ("B3", "3.00", None, 1))
     # L1 (day -4) reaches only B2 (day -2); L2 takes the earliest left, B3 (day -1); L3 gets B1.
-    assert pairs(ledger, bank) == [("amount_date", "L1", "B2"), ("amount_date", "L2", "B3"), ("amount_date", "L3", "B1")]
+    assert pairs(ledger, bank) == [
+        ("amount_date", "L1", "B2"),
+        ("amount_date", "L2", "B3"),
+        ("amount_date", "L3", "B1"),
+    ]
 
 
 def test_null_and_nonref_references_never_match_exactly() -> None:
@@ -80,7 +88,9 @@ def test_null_and_nonref_references_never_match_exactly() -> None:
 
 
 def test_aggregate_pass_matches_groups_that_sum_exactly() -> None:
-    ledger = items(("L1", "1.10", "BATCH", 1), ("L2", "2.20", "BATCH", 1), ("L3", "3.30", "BATCH", 1), ("L4", "9.99", "OTHER", 1))
+    ledger = items(
+        ("L1", "1.10", "BATCH", 1), ("L2", "2.20", "BATCH", 1), ("L3", "3.30", "BATCH", 1), ("L4", "9.99", "OTHER", 1)
+    )
     bank = items(("B1", "6.60", "BATCH", 0))
     found = match_items(ledger, bank, D, 2)
     assert found.select("match_pass", "ledger_txn_id", "bank_txn_id").rows() == [
@@ -129,7 +139,11 @@ def test_exceptions_classify_mismatches_missing_items_and_breaks() -> None:
     matched = match_items(ledger, bank, D, 2)
     classified = classify(open_items(ledger, bank, matched, D, carry_days=5), grace_days=2)
     rows = {r["txn_id"]: r for r in classified.to_dicts()}
-    assert (rows["L1"]["category"], rows["L1"]["counterpart_txn_id"], rows["L1"]["difference"]) == ("amount_mismatch", "B1", Decimal("0.50"))
+    assert (rows["L1"]["category"], rows["L1"]["counterpart_txn_id"], rows["L1"]["difference"]) == (
+        "amount_mismatch",
+        "B1",
+        Decimal("0.50"),
+    )
     assert rows["B1"]["category"] == "amount_mismatch" and not rows["B1"]["is_break"]
     assert (rows["L2"]["category"], rows["L2"]["is_break"]) == ("missing_in_bank", False)
     assert (rows["B2"]["category"], rows["B2"]["is_break"]) == ("missing_in_ledger", True)
@@ -142,7 +156,13 @@ def test_summary_counts_rates_breaks_and_ageing_buckets() -> None:
     bank = items(("B1", "10.00", "INV", 0), ("B2", "6.00", None, 3))
     matched = match_items(ledger, bank, D, 2)
     classified = classify(open_items(ledger, bank, matched, D, carry_days=5), grace_days=2)
-    standing = pl.DataFrame({"account_id": ["A", "A"], "currency": ["EUR", "EUR"], "booking_date": [D - timedelta(days=8), D - timedelta(days=30)]})
+    standing = pl.DataFrame(
+        {
+            "account_id": ["A", "A"],
+            "currency": ["EUR", "EUR"],
+            "booking_date": [D - timedelta(days=8), D - timedelta(days=30)],
+        }
+    )
     summary = roll_up(D, account_figures(D, ledger, bank, matched, classified, standing))
     account = summary.filter(account_id="A").row(0, named=True)
     assert (account["ledger_items"], account["bank_items"], account["matches_exact"]) == (3, 2, 1)
@@ -181,7 +201,9 @@ def test_invariants_hold_and_order_does_not_matter(ledger_rows: list, bank_rows:
 
     # No item is in two matches, and every match balances to the cent.
     assert matched["ledger_txn_id"].is_unique().all()
-    per_match = matched.group_by("match_id").agg(pl.col("ledger_amount").sum(), pl.col("bank_amount").first(), pl.col("bank_txn_id").n_unique())
+    per_match = matched.group_by("match_id").agg(
+        pl.col("ledger_amount").sum(), pl.col("bank_amount").first(), pl.col("bank_txn_id").n_unique()
+    )
     assert (per_match["ledger_amount"] == per_match["bank_amount"]).all()
     assert (per_match["bank_txn_id"] == 1).all()
     assert matched.group_by("bank_txn_id").agg(pl.col("match_id").n_unique())["match_id"].max() in (None, 1)
@@ -189,8 +211,14 @@ def test_invariants_hold_and_order_does_not_matter(ledger_rows: list, bank_rows:
     assert ledger.height == matched["ledger_txn_id"].n_unique() + left.filter(source="ledger").height
     assert bank.height == matched["bank_txn_id"].n_unique() + left.filter(source="bank").height
     # Matched items only pair within an account and currency.
-    assert matched.join(ledger, left_on="ledger_txn_id", right_on="txn_id").filter(pl.col("account_id") != pl.col("account_id_right")).is_empty()
+    assert (
+        matched.join(ledger, left_on="ledger_txn_id", right_on="txn_id")
+        .filter(pl.col("account_id") != pl.col("account_id_right"))
+        .is_empty()
+    )
 
-    shuffled = match_items(ledger.sample(fraction=1, shuffle=True, seed=seed), bank.sample(fraction=1, shuffle=True, seed=seed + 1), D, 2)
+    shuffled = match_items(
+        ledger.sample(fraction=1, shuffle=True, seed=seed), bank.sample(fraction=1, shuffle=True, seed=seed + 1), D, 2
+    )
     assert shuffled.equals(matched)
     assert open_items(ledger.reverse(), bank.reverse(), shuffled, D, 5).equals(left)

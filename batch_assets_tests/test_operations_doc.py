@@ -40,7 +40,12 @@ class Shell:
             command = command.replace(name, value)
         completed = subprocess.run(
             ["bash", "-c", f'set -e; eval "$(.venv/bin/batch-assets env)"; {command}'],
-            cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300, check=False,
+            cwd=ROOT,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         output = completed.stdout + completed.stderr
         assert (completed.returncode == 0) == ok, f"{command} exited {completed.returncode}:\n{output[-6000:]}"
@@ -107,7 +112,9 @@ def test_every_command_in_the_runbook_works(home: Path, landing: Path, monkeypat
     output = shell(".venv/bin/batch-assets reexecute RUN_ID", RUN_ID=failed.run_id)
     assert re.search(rf"re-executed {failed.run_id} from failure as run \S+: ok\n", output)
 
-    AlertResource().with_environment(os.environ).send(Alert(key="doc-test", kind="run_failure", severity="ERROR", title="a test alert", text="from the runbook test"))
+    AlertResource().with_environment(os.environ).send(
+        Alert(key="doc-test", kind="run_failure", severity="ERROR", title="a test alert", text="from the runbook test")
+    )
     alerts = shell('tail -n 5 "$BATCH_ASSETS_ALERT_FILE" | .venv/bin/python -m json.tool --json-lines')
     assert '"key": "doc-test"' in alerts
 

@@ -42,7 +42,11 @@ def week(landing: Path) -> None:
         landing,
         D2,
         [txn("L4", "5.00", D2, reference="INV-4")],
-        [txn("B2", "20.00", D2, reference="NONREF"), txn("B4", "5.00", D2, reference="INV-4"), txn("B3", "7.50", D2, reference="INV-3")],
+        [
+            txn("B2", "20.00", D2, reference="NONREF"),
+            txn("B4", "5.00", D2, reference="INV-4"),
+            txn("B3", "7.50", D2, reference="INV-3"),
+        ],
     )
     deliver(landing, D3, [txn("L5", "1.00", D3)], [txn("B5", "1.00", D3)])
 
@@ -51,16 +55,28 @@ def table(wh: Warehouse, name: str, day: date, columns: list[str]) -> list[tuple
     return wh.read_partition(name, day, columns).rows()
 
 
-def test_a_lagging_bank_posting_is_matched_the_next_day(landing: Path, home: Path, instance: dg.DagsterInstance) -> None:
+def test_a_lagging_bank_posting_is_matched_the_next_day(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
     week(landing)
     for day in (D1, D2, D3):
         result = run_day(instance, day)
         assert result.success, failure_message(result)
         checks = check_results(result)
-        assert all(checks[f"{a}:{c}"].passed for a, c in [("recon/open_items", "items_conserved"), ("recon/matches", "matched_once"), ("recon/matches", "matches_balance")])
+        assert all(
+            checks[f"{a}:{c}"].passed
+            for a, c in [
+                ("recon/open_items", "items_conserved"),
+                ("recon/matches", "matched_once"),
+                ("recon/matches", "matches_balance"),
+            ]
+        )
     wh = Warehouse(home / "warehouse.duckdb")
     assert table(wh, "recon.matches", D1, ["match_pass", "ledger_txn_id", "bank_txn_id"]) == [("exact", "L1", "B1")]
-    assert table(wh, "recon.open_items", D1, ["source", "txn_id", "age_days", "carried"]) == [("ledger", "L2", 0, True), ("ledger", "L3", 0, True)]
+    assert table(wh, "recon.open_items", D1, ["source", "txn_id", "age_days", "carried"]) == [
+        ("ledger", "L2", 0, True),
+        ("ledger", "L3", 0, True),
+    ]
     assert sorted(table(wh, "recon.matches", D2, ["match_pass", "ledger_txn_id", "bank_txn_id"])) == [
         ("amount_date", "L2", "B2"),
         ("exact", "L4", "B4"),
@@ -69,8 +85,15 @@ def test_a_lagging_bank_posting_is_matched_the_next_day(landing: Path, home: Pat
         ("B3", "amount_mismatch", pytest.approx(0.5), "L3"),
         ("L3", "amount_mismatch", pytest.approx(0.5), "B3"),
     ]
-    summary = wh.query("SELECT * FROM recon.summary WHERE business_date = ? AND account_id = '*' AND currency = '*'", [D2]).row(0, named=True)
-    assert (summary["ledger_items"], summary["bank_items"], summary["matched_ledger"], summary["amount_mismatches"]) == (3, 3, 2, 1)
+    summary = wh.query(
+        "SELECT * FROM recon.summary WHERE business_date = ? AND account_id = '*' AND currency = '*'", [D2]
+    ).row(0, named=True)
+    assert (
+        summary["ledger_items"],
+        summary["bank_items"],
+        summary["matched_ledger"],
+        summary["amount_mismatches"],
+    ) == (3, 3, 2, 1)
     assert summary["match_rate"] == pytest.approx(4 / 6)
 
 
@@ -82,12 +105,19 @@ def test_a_gap_in_the_chain_fails_with_what_to_run(landing: Path, instance: dg.D
     assert f"reconcile {D2} first" in failure_message(result)
 
 
-def test_rerunning_a_changed_middle_day_forward_equals_a_clean_run(landing: Path, home: Path, instance: dg.DagsterInstance, tmp_path: Path) -> None:
+def test_rerunning_a_changed_middle_day_forward_equals_a_clean_run(
+    landing: Path, home: Path, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
     week(landing)
     for day in (D1, D2, D3):
         assert run_day(instance, day).success
     # The bank re-delivers day 2: the lagging 20.00 is gone and the mismatch is corrected.
-    deliver(landing, D2, [txn("L4", "5.00", D2, reference="INV-4")], [txn("B4", "5.00", D2, reference="INV-4"), txn("B3", "7.00", D2, reference="INV-3")])
+    deliver(
+        landing,
+        D2,
+        [txn("L4", "5.00", D2, reference="INV-4")],
+        [txn("B4", "5.00", D2, reference="INV-4"), txn("B3", "7.00", D2, reference="INV-3")],
+    )
     for day in (D2, D3):
         assert run_day(instance, day).success
     wh = Warehouse(home / "warehouse.duckdb")
@@ -119,7 +149,9 @@ def test_a_rerun_changes_data_versions_only_when_the_data_changes(landing: Path,
 
     def status(key: str, day: date) -> StaleStatus:
         # The resolver the Dagster UI uses for its "stale" badges.
-        return get_stale_status_resolver(instance, list(defs.assets)).get_status(dg.AssetKey(key.split("/")), day.isoformat())
+        return get_stale_status_resolver(instance, list(defs.assets)).get_status(
+            dg.AssetKey(key.split("/")), day.isoformat()
+        )
 
     before = version("recon/open_items", D1)
     assert run_day(instance, D1).success  # same files: same data versions, nothing downstream goes stale

@@ -26,6 +26,7 @@ from batch_assets_tests.test_ingest_and_validate import check_results, failure_m
 DM1, D0, D1, D2 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
 HEADER = csv_text([])
 REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def deliver(landing: Path, day: date, ledger: list[dict] | str, bank: list[dict] | str) -> None:
@@ -105,7 +106,9 @@ def test_a_corrected_earlier_day_keeps_a_txn_id_a_later_day_staged_first_and_the
     quarantined = Warehouse(home / "warehouse.duckdb").read_partition("staging.quarantine", D2)
     assert quarantined.select("txn_id", "rule").rows() == [("SHARED", "duplicate_txn_id")]
     assert f"already staged on {D0}" in quarantined["detail"][0]
-    assert recovered_equals_clean(home, tmp_path_factory, final_files=lambda clean: (first_round(clean), correct_d0(clean)))
+    assert recovered_equals_clean(
+        home, tmp_path_factory, final_files=lambda clean: (first_round(clean), correct_d0(clean))
+    )
 
 
 def test_re_running_the_corrected_day_alone_passes_its_checks_while_the_later_day_still_holds_the_copy(
@@ -156,7 +159,10 @@ def test_an_open_item_a_later_day_matched_is_matched_on_the_corrected_earlier_da
     assert matched_on(home, "X") == [D0]
     assert every_txn_id_is_staged_once(home)
     assert recovered_equals_clean(
-        home, tmp_path_factory, final_files=lambda clean: (carried_item(clean), correct_d0_bank(clean)), days=(DM1, D0, D1)
+        home,
+        tmp_path_factory,
+        final_files=lambda clean: (carried_item(clean), correct_d0_bank(clean)),
+        days=(DM1, D0, D1),
     )
 
 

@@ -38,12 +38,19 @@ def test_transient_errors_are_retried_until_they_clear(error: BaseException, ins
 
 
 def test_transient_errors_give_up_after_the_policy_s_retries(instance: dg.DagsterInstance) -> None:
-    assert attempts_until(OSError("still down"), failures=99, instance=instance) == (False, 1 + TRANSIENT_RETRY.max_retries)
+    assert attempts_until(OSError("still down"), failures=99, instance=instance) == (
+        False,
+        1 + TRANSIENT_RETRY.max_retries,
+    )
 
 
 @pytest.mark.parametrize(
     "error",
-    [ValueError("amount 1e3 is not a decimal"), duckdb.ConstraintException("duplicate key"), dg.Failure("bad file", allow_retries=False)],
+    [
+        ValueError("amount 1e3 is not a decimal"),
+        duckdb.ConstraintException("duplicate key"),
+        dg.Failure("bad file", allow_retries=False),
+    ],
     ids=["value-error", "constraint", "failure"],
 )
 def test_data_errors_fail_fast_without_a_retry(error: BaseException, instance: dg.DagsterInstance) -> None:
@@ -75,9 +82,7 @@ def test_progress_logs_rate_and_eta_at_the_interval_and_at_the_end() -> None:
     assert log.lines == []  # inside the interval: quiet
     clock.now += 5
     progress.advance(150_000, note="ledger/ledger_2026-11-02.csv")
-    assert log.lines == [
-        "ingest: 250,000/1,000,000 rows (25%), 25,000 rows/s, ETA 30s (ledger/ledger_2026-11-02.csv)"
-    ]
+    assert log.lines == ["ingest: 250,000/1,000,000 rows (25%), 25,000 rows/s, ETA 30s (ledger/ledger_2026-11-02.csv)"]
     clock.now += 1
     progress.advance(750_000)
     assert log.lines[-1] == "ingest: 1,000,000/1,000,000 rows (100%), 90,909 rows/s, ETA 0s"

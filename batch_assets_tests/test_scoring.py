@@ -134,7 +134,11 @@ def test_the_demo_prints_reconciliation_and_accuracy_per_day(tmp_path: Path) -> 
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BATCH_ASSETS_HOME": str(tmp_path / "data")}
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("batch-assets")), "demo", "--days", "3", "--rows", "2000"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = completed.stdout

@@ -21,8 +21,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_assets import alerts, settings
 from batch_assets import landing as landing_zone
+from batch_assets import settings
 from batch_assets.alerts import Alert, AlertResource
 from batch_assets.cli import build_parser
 from batch_assets.definitions import defs
@@ -93,7 +93,7 @@ def socket_inodes(pids: set[int]) -> set[str]:
             links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
         except OSError:
             continue  # exited meanwhile
-        inodes |= {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
+        inodes |= {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
     return inodes
 
 
@@ -106,7 +106,7 @@ def listening_addresses(inodes: set[str]) -> set[tuple[str, int]]:
             address, port = fields[1].split(":")
             if fields[3] == LISTEN and fields[9] in inodes:
                 # The kernel prints each 32-bit word of the address in host (little-endian) byte order.
-                raw = b"".join(bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, width, 8))
+                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, width, 8))
                 family = socket.AF_INET if width == 8 else socket.AF_INET6
                 found.add((socket.inet_ntop(family, raw), int(port, 16)))
     return found
@@ -146,7 +146,11 @@ def test_batch_assets_dev_listens_on_loopback_only_and_shows_no_secret(tmp_path:
                 socket.create_connection((address, port), timeout=5).close()
 
         # The UI's resource page shows the definitions' default, never the value a run reads from the environment.
-        selector = {"repositoryLocationName": "batch_assets", "repositoryName": "__repository__", "resourceName": "alerts"}
+        selector = {
+            "repositoryLocationName": "batch_assets",
+            "repositoryName": "__repository__",
+            "resourceName": "alerts",
+        }
         answer = graphql(f"http://127.0.0.1:{port}", RESOURCE_VALUES, {"selector": selector})
         values = {v["key"]: v for v in answer["topLevelResourceDetailsOrError"]["configuredValues"]}
         assert values["webhook_url"]["value"] in ("", '""')
@@ -183,8 +187,12 @@ def every_byte_written(root: Path) -> Iterator[tuple[Path, bytes]]:
 
 
 def test_the_webhook_secret_is_in_no_log_alert_event_run_or_file(
-    landing: Path, home: Path, instance: dg.DagsterInstance, webhook: Webhook,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    landing: Path,
+    home: Path,
+    instance: dg.DagsterInstance,
+    webhook: Webhook,  # noqa: F811 (the fixture imported from test_alerting)
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     token = f"xoxb-{uuid.uuid4().hex}"
     monkeypatch.setenv(settings.FILE_QUIET_SECONDS, "0")
@@ -206,7 +214,13 @@ def test_the_webhook_secret_is_in_no_log_alert_event_run_or_file(
     landing_tick(instance, cursor)
 
     raised = alert_lines(home / "alerts.jsonl")
-    assert sorted({a["kind"] for a in raised}) == ["break_value", "check_failure", "exception_rate", "late_file", "run_failure"]
+    assert sorted({a["kind"] for a in raised}) == [
+        "break_value",
+        "check_failure",
+        "exception_rate",
+        "late_file",
+        "run_failure",
+    ]
     assert len(webhook.paths) == len(raised) and all(token in path for path in webhook.paths)  # the secret was used
 
     leaks = [str(path) for path, data in every_byte_written(home) if token.encode() in data]
@@ -235,7 +249,9 @@ def test_a_malformed_webhook_url_is_not_echoed_where_the_failure_is_reported(
             assert settings.ALERT_WEBHOOK_URL in str(error) and token not in str(error)
             continue
         with caplog.at_level(logging.ERROR, logger="batch_assets.alerts"):
-            assert alerts.send(Alert(key=f"run_failure:{number}", kind="run_failure", severity="ERROR", title="t", text="x"))
+            assert alerts.send(
+                Alert(key=f"run_failure:{number}", kind="run_failure", severity="ERROR", title="t", text="x")
+            )
         line = alert_lines(tmp_path / "alerts.jsonl")[-1]
         assert line["webhook"].startswith("failed: ")
         assert token not in line["webhook"] and token not in caplog.text, line["webhook"]
@@ -254,7 +270,9 @@ def test_a_day_reconciles_with_no_network_at_all(landing: Path, home: Path) -> N
         pytest.skip(f"cannot create a network namespace (needs root or CAP_SYS_ADMIN): {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{DAY}  run" in result.stdout and "  ok  " in result.stdout
-    summary = Warehouse(home / "warehouse.duckdb").query("SELECT count(*) FROM recon.summary WHERE business_date = ?", [DAY])
+    summary = Warehouse(home / "warehouse.duckdb").query(
+        "SELECT count(*) FROM recon.summary WHERE business_date = ?", [DAY]
+    )
     assert summary.item() > 0
 
 
@@ -308,7 +326,10 @@ def test_a_symlink_swapped_in_after_the_sensor_asked_is_not_read_by_the_run(
     assert not result.success and f"no ledger file for {DAY} has landed" in failure_message(result)
     assert raw_txn_ids(home) == before and "OUTSIDE-1" not in before  # the old rows stay; nothing was read
     outside_sha = hashlib.sha256(outside_ledger(tmp_path).read_bytes()).hexdigest()
-    assert outside_sha not in Warehouse(home / "warehouse.duckdb").query("SELECT sha256 FROM ops.file_log")["sha256"].to_list()
+    assert (
+        outside_sha
+        not in Warehouse(home / "warehouse.duckdb").query("SELECT sha256 FROM ops.file_log")["sha256"].to_list()
+    )
 
 
 def swap_in(ledger: Path, outside: Path, swap: str) -> str:
@@ -405,10 +426,16 @@ def test_names_with_dot_dot_special_files_and_a_root_given_with_dot_dot(
     assert [r.partition_key for r in requests] == [DAY.isoformat()]
     _, ignored = scan_landing(home / "elsewhere" / ".." / "landing")
     assert {i.name for i in ignored} == {
-        f"ledger/ledger_{DAY}..csv", f"ledger/ledger_{DAY}_...csv", f"ledger/ledger_{DAY}_..%2F..%2Fetc.csv",
+        f"ledger/ledger_{DAY}..csv",
+        f"ledger/ledger_{DAY}_...csv",
+        f"ledger/ledger_{DAY}_..%2F..%2Fetc.csv",
         f"ledger/ledger_{DAY}_fifo.csv",
     }
     assert run_day(instance, DAY).success
-    logged = Warehouse(home / "warehouse.duckdb").query("SELECT file_name FROM ops.file_log ORDER BY ALL")["file_name"].to_list()
+    logged = (
+        Warehouse(home / "warehouse.duckdb")
+        .query("SELECT file_name FROM ops.file_log ORDER BY ALL")["file_name"]
+        .to_list()
+    )
     assert logged == [f"bank/bank_{DAY}.csv", f"ledger/ledger_{DAY}.csv"]  # names relative to the root, no ..
     assert "DOTS" not in raw_txn_ids(home)

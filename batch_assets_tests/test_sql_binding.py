@@ -100,7 +100,9 @@ class SqlChecker:
                     position = 0
                     for statement in child.body:
                         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-                            self.fields.setdefault(statement.target.id, []).append((child.name, position, statement.value))
+                            self.fields.setdefault(statement.target.id, []).append(
+                                (child.name, position, statement.value)
+                            )
                             position += 1
                     visit(child, function, True, ())
                 elif isinstance(child, (ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp)):
@@ -156,21 +158,43 @@ class SqlChecker:
             case ast.Constant():
                 return []
             case ast.JoinedStr():
-                return [p for part in expr.values if isinstance(part, ast.FormattedValue) for p in self.safe(part.value, (), scope)]
+                return [
+                    p
+                    for part in expr.values
+                    if isinstance(part, ast.FormattedValue)
+                    for p in self.safe(part.value, (), scope)
+                ]
             case ast.BinOp() | ast.BoolOp() | ast.IfExp():
-                parts = [expr.left, expr.right] if isinstance(expr, ast.BinOp) else expr.values if isinstance(expr, ast.BoolOp) else [expr.body, expr.orelse]
+                parts = (
+                    [expr.left, expr.right]
+                    if isinstance(expr, ast.BinOp)
+                    else expr.values
+                    if isinstance(expr, ast.BoolOp)
+                    else [expr.body, expr.orelse]
+                )
                 return [p for part in parts for p in self.safe(part, path, scope)]
             case ast.Tuple() | ast.List() | ast.Set():
                 if path and isinstance(path[0], int):
                     return self.safe(expr.elts[path[0]], path[1:], scope) if path[0] < len(expr.elts) else []
                 rest = path[1:] if path and path[0] == "E" else path
-                return [p for elt in expr.elts for p in self.safe(elt.value if isinstance(elt, ast.Starred) else elt, rest, scope)]
+                return [
+                    p
+                    for elt in expr.elts
+                    for p in self.safe(elt.value if isinstance(elt, ast.Starred) else elt, rest, scope)
+                ]
             case ast.Dict():
-                return [p for part in [*expr.keys, *expr.values] if part is not None for p in self.safe(part, (), scope)]
+                return [
+                    p for part in [*expr.keys, *expr.values] if part is not None for p in self.safe(part, (), scope)
+                ]
             case ast.ListComp() | ast.GeneratorExp() | ast.SetComp():
                 inner = scope
                 for generator in expr.generators:
-                    inner = Scope(inner.module, inner.function, (*inner.comprehension, (generator.target, generator.iter, ("E",))), inner.bindings)
+                    inner = Scope(
+                        inner.module,
+                        inner.function,
+                        (*inner.comprehension, (generator.target, generator.iter, ("E",))),
+                        inner.bindings,
+                    )
                 return self.safe(expr.elt, path[1:] if path and path[0] == "E" else path, inner)
             case ast.Starred():
                 return self.safe(expr.value, path, scope)
@@ -227,7 +251,13 @@ class SqlChecker:
             problems += self.safe(defaults[position - first_default], path, Scope(function.module))
         callers = 0
         for module, call, where in self.calls:
-            callee = call.func.attr if isinstance(call.func, ast.Attribute) else call.func.id if isinstance(call.func, ast.Name) else None
+            callee = (
+                call.func.attr
+                if isinstance(call.func, ast.Attribute)
+                else call.func.id
+                if isinstance(call.func, ast.Name)
+                else None
+            )
             if callee != function.node.name:
                 continue
             offset = 1 if function.is_method and isinstance(call.func, ast.Attribute) else 0
@@ -360,6 +390,7 @@ def _select(target: ast.expr, name: str) -> Path_ | None:
 
 def _local_definitions(function: ast.AST, name: str, path: Path_) -> Iterator[tuple[ast.expr, Path_]]:
     """Every value the local `name` takes in `function` (not in nested functions), with the path into it."""
+
     def walk(node: ast.AST) -> Iterator[ast.AST]:
         for child in ast.iter_child_nodes(node):
             if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
@@ -458,7 +489,9 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
     ],
     ids=["partition-write-field", "bucket-key", "check-clause"],
 )
-def test_the_package_scan_fails_when_a_value_reaches_a_real_statement(module: str, addition: str, flagged_in: str) -> None:
+def test_the_package_scan_fails_when_a_value_reaches_a_real_statement(
+    module: str, addition: str, flagged_in: str
+) -> None:
     sources = package_sources()
     sources[module] += "\n\n" + addition
     _, problems = SqlChecker(sources).check()
@@ -545,7 +578,19 @@ def test_the_package_scan_fails_when_a_value_reaches_a_real_statement(module: st
             drop(conn, name.strip())
         """,
     ],
-    ids=["fstring", "concat", "format", "percent", "local", "joined-list", "helper", "clause-param", "dataclass-field", "attribute", "unquoted-identifier"],
+    ids=[
+        "fstring",
+        "concat",
+        "format",
+        "percent",
+        "local",
+        "joined-list",
+        "helper",
+        "clause-param",
+        "dataclass-field",
+        "attribute",
+        "unquoted-identifier",
+    ],
 )
 def test_the_checker_flags_a_value_spliced_into_sql(code: str) -> None:
     problems = check_snippet(code)

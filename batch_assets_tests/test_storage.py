@@ -149,7 +149,9 @@ def test_a_failed_write_rolls_back_every_table_of_the_transaction(wh: Warehouse)
 
 def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     """An outside process, like an analyst's notebook, holding the warehouse open."""
-    code = f"import duckdb, time, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep({seconds})"
+    code = (
+        f"import duckdb, time, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep({seconds})"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -172,7 +174,9 @@ def test_a_long_outside_lock_fails_naming_the_holder(tmp_path: Path) -> None:
     holder = _hold_lock(wh.path, 30)
     try:
         started = time.monotonic()
-        with pytest.raises(WarehouseLockTimeout, match=rf"locked by PID {holder.pid} \(.*python.*\).*Close that DuckDB session"):
+        with pytest.raises(
+            WarehouseLockTimeout, match=rf"locked by PID {holder.pid} \(.*python.*\).*Close that DuckDB session"
+        ):
             write(wh, quarantine_rows(2), RUN_2)
         assert time.monotonic() - started < 10
     finally:
@@ -200,7 +204,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def _run_writer(path: Path, rows: int, rule: str, run: RunIdentity, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _run_writer(
+    path: Path, rows: int, rule: str, run: RunIdentity, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(rows), run.run_id, str(run.started_at), rule],
         stdout=subprocess.PIPE,

@@ -40,37 +40,61 @@ class DstCase:
 # America/New_York moves to EDT on 8 March at 07:00 UTC and back to EST on 1 November at 06:00 UTC.
 CASES = {
     "london-spring-forward": DstCase(
-        "Europe/London", "06:00", "2026-03-28 00:00", "2026-03-30 23:45",
+        "Europe/London",
+        "06:00",
+        "2026-03-28 00:00",
+        "2026-03-30 23:45",
         {"2026-03-27": "2026-03-28 06:00", "2026-03-28": "2026-03-29 05:00", "2026-03-29": "2026-03-30 05:00"},
     ),
     "london-fall-back": DstCase(
-        "Europe/London", "06:00", "2026-10-24 00:00", "2026-10-26 23:45",
+        "Europe/London",
+        "06:00",
+        "2026-10-24 00:00",
+        "2026-10-26 23:45",
         {"2026-10-23": "2026-10-24 05:00", "2026-10-24": "2026-10-25 06:00", "2026-10-25": "2026-10-26 06:00"},
     ),
     # 01:30 does not exist in London on 29 March: the first tick after the gap (02:00 BST) is due.
     "london-time-in-the-gap": DstCase(
-        "Europe/London", "01:30", "2026-03-28 00:00", "2026-03-29 23:45",
+        "Europe/London",
+        "01:30",
+        "2026-03-28 00:00",
+        "2026-03-29 23:45",
         {"2026-03-27": "2026-03-28 01:30", "2026-03-28": "2026-03-29 01:00"},
     ),
     # 01:30 happens twice in London on 25 October (BST, then GMT): the day is still asked for under one key.
     "london-time-repeated": DstCase(
-        "Europe/London", "01:30", "2026-10-24 00:00", "2026-10-25 23:45",
+        "Europe/London",
+        "01:30",
+        "2026-10-24 00:00",
+        "2026-10-25 23:45",
         {"2026-10-23": "2026-10-24 00:30", "2026-10-24": "2026-10-25 00:30"},
     ),
     "new-york-spring-forward": DstCase(
-        "America/New_York", "06:00", "2026-03-07 05:00", "2026-03-10 03:45",
+        "America/New_York",
+        "06:00",
+        "2026-03-07 05:00",
+        "2026-03-10 03:45",
         {"2026-03-06": "2026-03-07 11:00", "2026-03-07": "2026-03-08 10:00", "2026-03-08": "2026-03-09 10:00"},
     ),
     "new-york-fall-back": DstCase(
-        "America/New_York", "06:00", "2026-10-31 04:00", "2026-11-03 04:45",
+        "America/New_York",
+        "06:00",
+        "2026-10-31 04:00",
+        "2026-11-03 04:45",
         {"2026-10-30": "2026-10-31 10:00", "2026-10-31": "2026-11-01 11:00", "2026-11-01": "2026-11-02 11:00"},
     ),
     "new-york-time-in-the-gap": DstCase(
-        "America/New_York", "02:30", "2026-03-07 05:00", "2026-03-09 03:45",
+        "America/New_York",
+        "02:30",
+        "2026-03-07 05:00",
+        "2026-03-09 03:45",
         {"2026-03-06": "2026-03-07 07:30", "2026-03-07": "2026-03-08 07:00"},
     ),
     "new-york-time-repeated": DstCase(
-        "America/New_York", "01:30", "2026-10-31 04:00", "2026-11-02 04:45",
+        "America/New_York",
+        "01:30",
+        "2026-10-31 04:00",
+        "2026-11-02 04:45",
         {"2026-10-30": "2026-10-31 05:30", "2026-10-31": "2026-11-01 05:30"},
     ),
 }
@@ -79,7 +103,9 @@ CASES = {
 def schedule_ticks(first: datetime, last: datetime) -> Iterator[datetime]:
     """The instants the daemon evaluates the schedule at, from the schedule's own cron string and time zone."""
     schedule = defs.get_repository_def().get_schedule_def("reconcile_previous_day")
-    for tick in schedule_execution_time_iterator(first.timestamp(), schedule.cron_schedule, schedule.execution_timezone):
+    for tick in schedule_execution_time_iterator(
+        first.timestamp(), schedule.cron_schedule, schedule.execution_timezone
+    ):
         if tick > last:
             return
         yield tick
@@ -140,12 +166,22 @@ def process_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def deliver_days_that_carry_items_across(landing: Path, before: date, change: date, after: date) -> None:
     """Each day matches something, leaves something open for the next day, and matches what the day before left."""
-    write_landing(landing, "ledger", before, csv_text([txn("L1", "10.00", before, reference="R1"), txn("L2", "5.00", before)]))
+    write_landing(
+        landing, "ledger", before, csv_text([txn("L1", "10.00", before, reference="R1"), txn("L2", "5.00", before)])
+    )
     write_landing(landing, "bank", before, csv_text([txn("B1", "10.00", before, reference="R1")]))
-    write_landing(landing, "ledger", change, csv_text([txn("L3", "7.25", change, reference="R3"), txn("L4", "1.10", change)]))
-    write_landing(landing, "bank", change, csv_text([txn("B2", "5.00", change), txn("B3", "7.25", change, reference="r 3")]))
-    write_landing(landing, "ledger", after, csv_text([txn("L5", "2.00", after, reference="R5"), txn("L6", "3.33", after)]))
-    write_landing(landing, "bank", after, csv_text([txn("B4", "1.10", after), txn("B5", "2.00", after, reference="R5")]))
+    write_landing(
+        landing, "ledger", change, csv_text([txn("L3", "7.25", change, reference="R3"), txn("L4", "1.10", change)])
+    )
+    write_landing(
+        landing, "bank", change, csv_text([txn("B2", "5.00", change), txn("B3", "7.25", change, reference="r 3")])
+    )
+    write_landing(
+        landing, "ledger", after, csv_text([txn("L5", "2.00", after, reference="R5"), txn("L6", "3.33", after)])
+    )
+    write_landing(
+        landing, "bank", after, csv_text([txn("B4", "1.10", after), txn("B5", "2.00", after, reference="R5")])
+    )
 
 
 def table_rows(home: Path) -> dict[str, list[tuple]]:
@@ -161,8 +197,11 @@ def commit_log(home: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_running_the_dst_change_day_touches_only_its_own_business_date(
-    landing: Path, home: Path, instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch, process_time_zone: None,
+    landing: Path,
+    home: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    process_time_zone: None,
 ) -> None:
     # New York's 25-hour 1 November 2026. Both the business time zone and the process's own local time are
     # New York, so code that used local time (date.today(), naive datetimes) instead of business dates, or
@@ -183,8 +222,10 @@ def test_running_the_dst_change_day_touches_only_its_own_business_date(
     assert table_rows(home) == tables  # every row of every day, the change day's included, is as it was
     again = commit_log(home)
     assert again[: len(commits)] == commits
-    rerun = again[len(commits):]
+    rerun = again[len(commits) :]
     assert {c["partition_key"] for c in rerun} == {change.isoformat()}
     assert sorted(c["asset_key"] for c in rerun) == sorted(TABLES)  # one commit per table, of that day only
-    first_run = {c["asset_key"]: (c["row_count"], c["fingerprint"]) for c in commits if c["partition_key"] == change.isoformat()}
+    first_run = {
+        c["asset_key"]: (c["row_count"], c["fingerprint"]) for c in commits if c["partition_key"] == change.isoformat()
+    }
     assert {c["asset_key"]: (c["row_count"], c["fingerprint"]) for c in rerun} == first_run

@@ -248,5 +248,7 @@ def test_ui_of_plain_dg_dev_in_a_fresh_clone_shows_every_asset_and_check_and_mat
         # Every asset has exactly this run's materialization of the launched day, and none of the other day.
         assert materialised_partitions(base_url) == {asset_path(key): {(PARTITION, run_id)} for key in ASSET_KEYS}
     # The run wrote the clone's default warehouse.
-    summary = Warehouse(home / "warehouse.duckdb").query("SELECT count(*) FROM recon.summary WHERE business_date = ?", [date.fromisoformat(PARTITION)])
+    summary = Warehouse(home / "warehouse.duckdb").query(
+        "SELECT count(*) FROM recon.summary WHERE business_date = ?", [date.fromisoformat(PARTITION)]
+    )
     assert summary.item() > 0

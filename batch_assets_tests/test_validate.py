@@ -36,7 +36,14 @@ FILE = "ledger/ledger_2026-11-21.csv"
 def raw_frame(*rows: dict, file_name: str = FILE) -> pl.LazyFrame:
     base = {"txn_id": "T", "account_id": "ACC", "booking_date": DAY.isoformat(), "amount": "1.00", "currency": "EUR"}
     records = [
-        {**{k: None for k in RAW_SCHEMA}, **base, **row, "business_date": DAY, "file_name": row.get("file_name", file_name), "line_number": row.get("line_number", i + 2)}
+        {
+            **dict.fromkeys(RAW_SCHEMA),
+            **base,
+            **row,
+            "business_date": DAY,
+            "file_name": row.get("file_name", file_name),
+            "line_number": row.get("line_number", i + 2),
+        }
         for i, row in enumerate(rows)
     ]
     return pl.DataFrame(records, schema=RAW_SCHEMA).lazy()
@@ -68,7 +75,11 @@ def judge(*rows: dict, prior: dict[str, date] | None = None) -> pl.DataFrame:
         ({"currency": "EURO"}, RULE_INVALID_CURRENCY, "EURO"),
         ({"currency": "E1R"}, RULE_INVALID_CURRENCY, "E1R"),
         ({"booking_date": "2026-11-20"}, RULE_BOOKING_DATE_MISMATCH, "not the file's business date 2026-11-21"),
-        ({"reference": '=HYPERLINK("http://x","y")'}, RULE_FORMULA_LIKE_TEXT, "reference starts like a spreadsheet formula"),
+        (
+            {"reference": '=HYPERLINK("http://x","y")'},
+            RULE_FORMULA_LIKE_TEXT,
+            "reference starts like a spreadsheet formula",
+        ),
         ({"counterparty": "@SUM(A1)"}, RULE_FORMULA_LIKE_TEXT, "counterparty starts like a spreadsheet formula"),
         ({"description": "+cmd|' /C calc'!A0"}, RULE_FORMULA_LIKE_TEXT, "description starts like"),
         ({"description": "-2+3+cmd|' /C calc'!A0"}, RULE_FORMULA_LIKE_TEXT, "description starts like"),
@@ -86,7 +97,8 @@ def test_each_rule_quarantines_with_a_reason(row: dict, rule: str, detail_part: 
 
 
 @pytest.mark.parametrize(
-    "value", ["-", "--", "+", "+44 20 7946 0958", "+1 (555) 010-9999", "-12.50", "-.5", "x=1", "a@b.example", "'=quoted'"]
+    "value",
+    ["-", "--", "+", "+44 20 7946 0958", "+1 (555) 010-9999", "-12.50", "-.5", "x=1", "a@b.example", "'=quoted'"],
 )
 def test_signs_that_start_numbers_and_inner_formula_characters_are_data(value: str) -> None:
     judged = judge({"amount": "-7.25", "reference": value, "counterparty": value, "description": value})

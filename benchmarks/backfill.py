@@ -50,8 +50,11 @@ def measure(days: list[date], home: Path, timeout: float) -> dict:
             max_in_flight = max(max_in_flight, sum(r.status in IN_FLIGHT for r in runs))
             max_started = max(max_started, sum(r.status == dg.DagsterRunStatus.STARTED for r in runs))
             backfill = instance.get_backfill(backfill_id)
-            if (backfill.status in BULK_ACTION_TERMINAL_STATUSES and len(runs) >= len(days)
-                    and all(r.is_finished for r in runs)):
+            if (
+                backfill.status in BULK_ACTION_TERMINAL_STATUSES
+                and len(runs) >= len(days)
+                and all(r.is_finished for r in runs)
+            ):
                 break
             if time.monotonic() - launched_at > timeout:
                 raise SystemExit(f"backfill {backfill_id} did not finish within {timeout:.0f} s")
@@ -72,15 +75,17 @@ def measure(days: list[date], home: Path, timeout: float) -> dict:
 
 
 def markdown(result: dict) -> str:
-    return "\n".join([
-        f"**Backfill of {result['days']} days of {result['rows']:,} ledger rows** through `dg dev` and the shipped "
-        "`dagster.yaml`, launched like the UI's job backfill, from launch until the last run finished:",
-        "",
-        "| wall s | runs | succeeded | most in flight | most started | median run s | sum of runs s |",
-        "|---|---|---|---|---|---|---|",
-        f"| {result['wall_seconds']:.1f} | {result['runs']} | {result['succeeded']} | {result['max_in_flight']} | "
-        f"{result['max_started']} | {result['run_seconds_median']:.2f} | {result['run_seconds_sum']:.1f} |",
-    ])
+    return "\n".join(
+        [
+            f"**Backfill of {result['days']} days of {result['rows']:,} ledger rows** through `dg dev` and the shipped "
+            "`dagster.yaml`, launched like the UI's job backfill, from launch until the last run finished:",
+            "",
+            "| wall s | runs | succeeded | most in flight | most started | median run s | sum of runs s |",
+            "|---|---|---|---|---|---|---|",
+            f"| {result['wall_seconds']:.1f} | {result['runs']} | {result['succeeded']} | {result['max_in_flight']} | "
+            f"{result['max_started']} | {result['run_seconds_median']:.2f} | {result['run_seconds_sum']:.1f} |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

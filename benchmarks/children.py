@@ -73,7 +73,7 @@ def cmd_floor(args: argparse.Namespace) -> int:
         headers = {tuple(_header(p)) for p in paths}
         if len(headers) != 1:
             raise SystemExit(f"{source}: expected files with one and the same header, found {len(headers)}")
-        columns[source] = {name: "VARCHAR" for name in headers.pop()}
+        columns[source] = dict.fromkeys(headers.pop(), "VARCHAR")
     started = time.perf_counter()
     conn = duckdb.connect(str(args.database), config=_duckdb_config())
     rows = {}

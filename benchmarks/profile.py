@@ -42,7 +42,7 @@ def rank_frames(speedscope: dict, top: int) -> list[tuple[float, float, str]]:
                 if PROJECT not in file:
                     continue
                 # Per function, not per line: a function's lines would each be ranked on their own.
-                where = f"{frames[i]['name']}  {file[file.rfind(PROJECT):]}"
+                where = f"{frames[i]['name']}  {file[file.rfind(PROJECT) :]}"
                 if where not in seen:
                     seen.add(where)
                     inclusive[where] += weight
@@ -73,15 +73,32 @@ def main(argv: list[str] | None = None) -> int:
         child = [sys.executable, "-m", "benchmarks.children", "inprocess", "--day", args.day.isoformat()]
         recording = args.out / "profile.speedscope.json"
         subprocess.run(
-            [str(py_spy), "record", "--idle", "--rate", str(args.rate), "--format", "speedscope",
-             "--output", str(recording), "--", *child],
-            cwd=REPO, env=env, check=True, timeout=args.timeout, stdout=subprocess.DEVNULL,
+            [
+                str(py_spy),
+                "record",
+                "--idle",
+                "--rate",
+                str(args.rate),
+                "--format",
+                "speedscope",
+                "--output",
+                str(recording),
+                "--",
+                *child,
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            timeout=args.timeout,
+            stdout=subprocess.DEVNULL,
         )
         ranked = rank_frames(json.loads(recording.read_text()), args.top)
         unit = json.loads(recording.read_text())["profiles"][0].get("unit", "none")
-        lines = [f"{args.rows:,} ledger rows ({day.input_rows:,} both sides), {args.rate} samples/s; inclusive share "
-                 f"of the run (run_days) and weight ({unit})",
-                 *[f"{share:6.1%} {weight:10.2f}  {where}" for share, weight, where in ranked]]
+        lines = [
+            f"{args.rows:,} ledger rows ({day.input_rows:,} both sides), {args.rate} samples/s; inclusive share "
+            f"of the run (run_days) and weight ({unit})",
+            *[f"{share:6.1%} {weight:10.2f}  {where}" for share, weight, where in ranked],
+        ]
         (args.out / "profile.txt").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         print(f"\nwrote {args.out / 'profile.speedscope.json'} and {args.out / 'profile.txt'}")

@@ -106,34 +106,71 @@ def markdown(results: dict) -> str:
         f"The machine's 1-minute load average before each measurement was {_load_range(results)}.",
         "",
     ]
-    header = ["rows/side", "mode", "total s (min–max)", "CPU s", "startup", *STAGE_COLUMNS, "between", "rows/s",
-              "peak RSS GiB", "total / floor", "precision", "recall"]
+    header = [
+        "rows/side",
+        "mode",
+        "total s (min–max)",
+        "CPU s",
+        "startup",
+        *STAGE_COLUMNS,
+        "between",
+        "rows/s",
+        "peak RSS GiB",
+        "total / floor",
+        "precision",
+        "recall",
+    ]
     table = [header, ["---"] * len(header)]
     for size in results["sizes"]:
         median = size["median"]
         rows = f"{size['rows_per_side']:,}"
         floor = median.get("floor", {})
         spread = median.get("total_seconds_range", {})
-        table.append([rows, "floor", _total(floor.get("seconds"), spread.get("floor")), _num(floor.get("cpu_seconds")),
-                      _num(_floor_startup(floor)), *[""] * len(STAGE_COLUMNS), "",
-                      _num(floor.get("rows_per_s"), 0), _num(_gib(floor), 3), "", "", ""])
+        table.append(
+            [
+                rows,
+                "floor",
+                _total(floor.get("seconds"), spread.get("floor")),
+                _num(floor.get("cpu_seconds")),
+                _num(_floor_startup(floor)),
+                *[""] * len(STAGE_COLUMNS),
+                "",
+                _num(floor.get("rows_per_s"), 0),
+                _num(_gib(floor), 3),
+                "",
+                "",
+                "",
+            ]
+        )
         for mode, label in MODES.items():
             figures = median.get(mode)
             if not figures:
                 continue
             stages = figures.get("stages", {})
-            table.append([
-                rows, label, _total(figures.get("total_seconds"), spread.get(mode)), _num(figures.get("cpu_seconds")),
-                _num(figures.get("startup_seconds")),
-                *[_num(stages.get(stage)) for stage in STAGE_COLUMNS],
-                _num(figures.get("between_steps_seconds")), _num(figures.get("rows_per_s"), 0), _num(_gib(figures), 3),
-                _num(median.get("ratio_to_floor", {}).get(mode)), _pct(figures.get("precision")),
-                _pct(figures.get("recall")),
-            ])
+            table.append(
+                [
+                    rows,
+                    label,
+                    _total(figures.get("total_seconds"), spread.get(mode)),
+                    _num(figures.get("cpu_seconds")),
+                    _num(figures.get("startup_seconds")),
+                    *[_num(stages.get(stage)) for stage in STAGE_COLUMNS],
+                    _num(figures.get("between_steps_seconds")),
+                    _num(figures.get("rows_per_s"), 0),
+                    _num(_gib(figures), 3),
+                    _num(median.get("ratio_to_floor", {}).get(mode)),
+                    _pct(figures.get("precision")),
+                    _pct(figures.get("recall")),
+                ]
+            )
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
-    failures = [f"{size['rows_per_side']:,} rows, run {run['repeat']}, {mode}: {run[mode]['error']}"
-                for size in results["sizes"] for run in size["runs"] for mode in ("floor", *MODES)
-                if isinstance(run.get(mode), dict) and run[mode].get("error")]
+    failures = [
+        f"{size['rows_per_side']:,} rows, run {run['repeat']}, {mode}: {run[mode]['error']}"
+        for size in results["sizes"]
+        for run in size["runs"]
+        for mode in ("floor", *MODES)
+        if isinstance(run.get(mode), dict) and run[mode].get("error")
+    ]
     if failures:
         lines += ["", "Failed measurements (left out of the medians):", *[f"- {text}" for text in failures]]
     return "\n".join(lines) + "\n"
@@ -152,8 +189,13 @@ def _floor_startup(floor: dict) -> float | None:
 
 
 def _load_range(results: dict) -> str:
-    loads = [figures["load_average_before"] for size in results["sizes"] for run in size["runs"]
-             for figures in run.values() if isinstance(figures, dict) and "load_average_before" in figures]
+    loads = [
+        figures["load_average_before"]
+        for size in results["sizes"]
+        for run in size["runs"]
+        for figures in run.values()
+        if isinstance(figures, dict) and "load_average_before" in figures
+    ]
     return f"{min(loads):.2f} to {max(loads):.2f}" if loads else "not measured"
 
 

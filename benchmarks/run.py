@@ -24,7 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DAY = date(2025, 1, 6)
 TWENTY_MILLION = 20_000_000
 PATH_SETTINGS = (
-    settings.HOME, settings.LANDING, settings.WAREHOUSE, settings.SCRATCH, settings.ALERT_FILE, "DAGSTER_HOME"
+    settings.HOME,
+    settings.LANDING,
+    settings.WAREHOUSE,
+    settings.SCRATCH,
+    settings.ALERT_FILE,
+    "DAGSTER_HOME",
 )
 
 
@@ -40,8 +45,9 @@ def _sizes(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--sizes", type=_sizes, default=[1_000_000, 5_000_000],
-                        help="ledger rows per day, comma-separated")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[1_000_000, 5_000_000], help="ledger rows per day, comma-separated"
+    )
     parser.add_argument("--with-20m", action="store_true", help="also a day of 20M rows a side")
     parser.add_argument("--repeats", type=int, default=3, help="runs per size; the tables quote the median")
     parser.add_argument("--modes", default="inprocess,cli", help="inprocess, cli or both (the floor always runs)")
@@ -121,9 +127,24 @@ class GeneratedDay:
 def generate_day(args: argparse.Namespace, rows: int, folder: Path) -> GeneratedDay:
     result_file = folder / "generated.json"
     result = _child(
-        ["generate", "--day", args.day.isoformat(), "--rows", str(rows), "--seed", str(args.seed),
-         "--landing", str(folder / "landing"), "--truth", str(folder / "truth"), "--result", str(result_file)],
-        env=os.environ, log=folder / "generate.log", timeout_seconds=args.timeout,
+        [
+            "generate",
+            "--day",
+            args.day.isoformat(),
+            "--rows",
+            str(rows),
+            "--seed",
+            str(args.seed),
+            "--landing",
+            str(folder / "landing"),
+            "--truth",
+            str(folder / "truth"),
+            "--result",
+            str(result_file),
+        ],
+        env=os.environ,
+        log=folder / "generate.log",
+        timeout_seconds=args.timeout,
     )
     if result.returncode != 0:
         raise SystemExit(f"generating {rows:,} rows failed:\n{result.log_tail()}")
@@ -134,9 +155,20 @@ def measure_floor(args: argparse.Namespace, day: GeneratedDay, folder: Path) -> 
     data = _fresh(folder, day.landing)
     result_file = folder / "floor.json"
     result = _child(
-        ["floor", "--day", args.day.isoformat(), "--landing", str(data / "landing"),
-         "--database", str(data / "floor.duckdb"), "--result", str(result_file)],
-        env=run_environment(data), log=folder / "floor.log", timeout_seconds=args.timeout,
+        [
+            "floor",
+            "--day",
+            args.day.isoformat(),
+            "--landing",
+            str(data / "landing"),
+            "--database",
+            str(data / "floor.duckdb"),
+            "--result",
+            str(result_file),
+        ],
+        env=run_environment(data),
+        log=folder / "floor.log",
+        timeout_seconds=args.timeout,
     )
     if result.returncode != 0:
         return _failure(result, "the floor")
@@ -160,8 +192,14 @@ def measure_pipeline(args: argparse.Namespace, mode: str, day: GeneratedDay, fol
     else:
         # `dg launch --job` executes the job in this one process (dagster's `job execute` underneath),
         # reading the code location from pyproject.toml's [tool.dg] block, so the working directory is the repo.
-        command = [str(Path(sys.executable).with_name("dg")), "launch", "--job", "daily_reconciliation",
-                   "--partition", args.day.isoformat()]
+        command = [
+            str(Path(sys.executable).with_name("dg")),
+            "launch",
+            "--job",
+            "daily_reconciliation",
+            "--partition",
+            args.day.isoformat(),
+        ]
     result = run_measured(command, env=env, cwd=REPO, log=folder / f"{mode}.log", timeout_seconds=args.timeout)
     if result.returncode != 0:
         return _failure(result, f"the {mode} run")
@@ -174,7 +212,7 @@ def measure_pipeline(args: argparse.Namespace, mode: str, day: GeneratedDay, fol
         **run,
         "rows_per_s": day.input_rows / result.wall_seconds,
         **_process(result),
-        **accuracy(Path(env[settings.WAREHOUSE]), day.truth, args.day),
+        **accuracy(data / "warehouse.duckdb", day.truth, args.day),
     }
 
 

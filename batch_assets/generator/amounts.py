@@ -186,9 +186,7 @@ def settle(
         ]
         wanted_items = np.unique(np.concatenate(to_move))
         staying = np.setdiff1d(movers, wanted_items, assume_unique=True)
-        occupied = np.concatenate(
-            [candidates[:derived], keys(group[staying], steps[staying])]
-        )
+        occupied = np.concatenate([candidates[:derived], keys(group[staying], steps[staying])])
         wanted = keys(group[wanted_items], steps[wanted_items])
         # A batch member that must move for a derived-derived tie needs a key other than its own.
         placed = finder.place(wanted + np.isin(wanted_items, to_move[2]), occupied)

@@ -25,11 +25,25 @@ from batch_assets.transforms import contract
 # Fixed, deliberately different and non-alphabetical: the contract says column order is free.
 COLUMN_ORDER: dict[str, tuple[str, ...]] = {
     "ledger": (
-        "txn_id", "booking_date", "value_date", "account_id", "amount", "currency", "reference", "counterparty",
+        "txn_id",
+        "booking_date",
+        "value_date",
+        "account_id",
+        "amount",
+        "currency",
+        "reference",
+        "counterparty",
         "description",
     ),
     "bank": (
-        "booking_date", "value_date", "txn_id", "account_id", "currency", "amount", "reference", "description",
+        "booking_date",
+        "value_date",
+        "txn_id",
+        "account_id",
+        "currency",
+        "amount",
+        "reference",
+        "description",
         "counterparty",
     ),
 }

@@ -70,7 +70,10 @@ class GenerationReport:
         lines.append(["total"] + [str(self.total(name)) for name, _ in _COLUMNS[1:]])
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
         text = [
-            "  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
+            "  ".join(
+                cell.rjust(width) if i else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
             for row in [header, *lines]
         ]
         text.append(

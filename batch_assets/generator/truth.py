@@ -147,7 +147,7 @@ def pairs(plan: p.Plan, day: int) -> pl.DataFrame:
     )
     ledger_null = frame["ledger_norm"].is_null().to_numpy()
     bank_null = frame["bank_norm"].is_null().to_numpy()
-    same = (~ledger_null & ~bank_null & (frame["ledger_norm"] == frame["bank_norm"]).fill_null(False).to_numpy())
+    same = ~ledger_null & ~bank_null & (frame["ledger_norm"] == frame["bank_norm"]).fill_null(False).to_numpy()
     # Aggregate needs every member's reference to equal the bank line's.
     frame = frame.with_columns(
         pl.Series("same_reference", same),
@@ -158,28 +158,44 @@ def pairs(plan: p.Plan, day: int) -> pl.DataFrame:
     bn = pl.col("bank_norm")
     lag = pl.col("lag").abs()
     one_to_one = (
-        pl.when(pl.col("ledger_quarantined")).then(pl.lit(REASON_LEDGER_QUARANTINED))
-        .when(pl.col("bank_quarantined")).then(pl.lit(REASON_BANK_QUARANTINED))
-        .when(~pl.col("balanced")).then(pl.lit(REASON_AMOUNT))
-        .when(pl.col("same_reference") & (lag > CARRY_DAYS)).then(pl.lit(REASON_CARRY))
-        .when(pl.col("same_reference") | (lag <= DATE_TOLERANCE_DAYS)).then(pl.lit(None, dtype=pl.String))
-        .when(ln.is_null() | bn.is_null()).then(pl.lit(REASON_LAG_NULL))
+        pl.when(pl.col("ledger_quarantined"))
+        .then(pl.lit(REASON_LEDGER_QUARANTINED))
+        .when(pl.col("bank_quarantined"))
+        .then(pl.lit(REASON_BANK_QUARANTINED))
+        .when(~pl.col("balanced"))
+        .then(pl.lit(REASON_AMOUNT))
+        .when(pl.col("same_reference") & (lag > CARRY_DAYS))
+        .then(pl.lit(REASON_CARRY))
+        .when(pl.col("same_reference") | (lag <= DATE_TOLERANCE_DAYS))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(ln.is_null() | bn.is_null())
+        .then(pl.lit(REASON_LAG_NULL))
         .otherwise(pl.lit(REASON_LAG_DIFFERENT))
     )
     many_to_one = (
-        pl.when(pl.col("ledger_quarantined")).then(pl.lit(REASON_LEDGER_QUARANTINED))
-        .when(pl.col("bank_quarantined")).then(pl.lit(REASON_BANK_QUARANTINED))
-        .when(~pl.col("balanced")).then(pl.lit(REASON_SUM))
-        .when(pl.col("group_ledger_null")).then(pl.lit(REASON_LEDGER_REFERENCE_NULL))
-        .when(bn.is_null()).then(pl.lit(REASON_BANK_REFERENCE_NULL))
-        .when(~pl.col("group_same_reference")).then(pl.lit(REASON_REFERENCES_DIFFER))
-        .when(lag > CARRY_DAYS).then(pl.lit(REASON_CARRY))
+        pl.when(pl.col("ledger_quarantined"))
+        .then(pl.lit(REASON_LEDGER_QUARANTINED))
+        .when(pl.col("bank_quarantined"))
+        .then(pl.lit(REASON_BANK_QUARANTINED))
+        .when(~pl.col("balanced"))
+        .then(pl.lit(REASON_SUM))
+        .when(pl.col("group_ledger_null"))
+        .then(pl.lit(REASON_LEDGER_REFERENCE_NULL))
+        .when(bn.is_null())
+        .then(pl.lit(REASON_BANK_REFERENCE_NULL))
+        .when(~pl.col("group_same_reference"))
+        .then(pl.lit(REASON_REFERENCES_DIFFER))
+        .when(lag > CARRY_DAYS)
+        .then(pl.lit(REASON_CARRY))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     expected = (
-        pl.when(pl.col("reason").is_not_null()).then(pl.lit(None, dtype=pl.String))
-        .when(pl.col("is_batch")).then(pl.lit(PASS_AGGREGATE))
-        .when(pl.col("same_reference")).then(pl.lit(PASS_EXACT))
+        pl.when(pl.col("reason").is_not_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(pl.col("is_batch"))
+        .then(pl.lit(PASS_AGGREGATE))
+        .when(pl.col("same_reference"))
+        .then(pl.lit(PASS_EXACT))
         .otherwise(pl.lit(PASS_AMOUNT_DATE))
     )
     frame = (
@@ -212,14 +228,14 @@ def manifest(
     """The day's counts, for people and for tests that want totals without reading the parquet files."""
     one = true_pairs.filter(pl.col("kind") == ONE_TO_ONE)
     many = true_pairs.filter(pl.col("kind") == MANY_TO_ONE)
-    by_pass = true_pairs.filter(pl.col("findable")).group_by("expected_pass").agg(
-        pl.col("group_id").n_unique().alias("n")
+    by_pass = (
+        true_pairs.filter(pl.col("findable")).group_by("expected_pass").agg(pl.col("group_id").n_unique().alias("n"))
     )
     by_reason = true_pairs.filter(~pl.col("findable")).group_by("reason").agg(pl.col("group_id").n_unique().alias("n"))
     rules = quarantined.group_by("source", "rule").len()
     ledger, bank = plan.ledger, plan.bank
     day_rows = ledger.rows(day)
-    open_ledger = int(((ledger.kind[day_rows] == p.UNPAIRED)).sum())
+    open_ledger = int((ledger.kind[day_rows] == p.UNPAIRED).sum())
     return {
         "business_date": plan.date(day).isoformat(),
         "format": plan.fmt,

@@ -12,8 +12,26 @@ CURRENCY_SCALE: tuple[float, ...] = (1.0, 1.1, 0.85, 0.95, 150.0, 11.0, 11.0, 7.
 CURRENCY_STEP_CENTS: tuple[int, ...] = (1, 1, 1, 1, 100, 1, 1, 1, 1)
 
 _STEMS = (
-    "Acme", "Nordwind", "Blue Harbor", "Keller", "Solaris", "Vega", "Orion", "Atlas", "Lumen", "Pioneer",
-    "Alpine", "Baltic", "Cobalt", "Delta", "Evergreen", "Falcon", "Granite", "Horizon", "Iris", "Juniper",
+    "Acme",
+    "Nordwind",
+    "Blue Harbor",
+    "Keller",
+    "Solaris",
+    "Vega",
+    "Orion",
+    "Atlas",
+    "Lumen",
+    "Pioneer",
+    "Alpine",
+    "Baltic",
+    "Cobalt",
+    "Delta",
+    "Evergreen",
+    "Falcon",
+    "Granite",
+    "Horizon",
+    "Iris",
+    "Juniper",
 )
 _FORMS = ("GmbH", "Ltd", "AG", "SA", "BV", "Inc.", "SARL", "AB", "& Co. KG", "LLC")
 # A few names with a comma or non-ASCII letters, so that CSV quoting and UTF-8 are exercised.

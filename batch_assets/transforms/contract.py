@@ -119,9 +119,7 @@ def parse_landing_name(source_dir: str, file_name: str) -> LandingName:
     """
     match = FILE_NAME_PATTERN.match(file_name)
     if match is None:
-        raise ValueError(
-            "name does not match <source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>"
-        )
+        raise ValueError("name does not match <source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>")
     if match["source"] != source_dir:
         raise ValueError(f"a {match['source']} file in the {source_dir}/ folder")
     try:

@@ -26,9 +26,7 @@ FILE_LOG_SCHEMA: dict[str, pl.DataType] = {
     "first_seen_at": pl.Datetime("us", "UTC"),
 }
 # A delivery of this run: its outcome is ingested, duplicate or rejected once the files have been read.
-DELIVERY_SCHEMA: dict[str, pl.DataType] = {
-    k: v for k, v in FILE_LOG_SCHEMA.items() if k != "first_seen_at"
-}
+DELIVERY_SCHEMA: dict[str, pl.DataType] = {k: v for k, v in FILE_LOG_SCHEMA.items() if k != "first_seen_at"}
 _KEY = ["file_name", "sha256"]
 # The sha256 logged for a file rejected before any of its bytes were read (replaced or removed after the
 # listing, or not readable): there is nothing to hash, and reading what the name holds now is not safe.
@@ -101,11 +99,13 @@ def next_file_log(
             .otherwise(
                 pl.format(
                     "{} (was {}{})",
-                    pl.when(pl.col("_named")).then(pl.lit("replaced by new bytes")).otherwise(
-                        pl.lit("no longer in the landing zone")
-                    ),
+                    pl.when(pl.col("_named"))
+                    .then(pl.lit("replaced by new bytes"))
+                    .otherwise(pl.lit("no longer in the landing zone")),
                     pl.col("status"),
-                    pl.when(pl.col("reason").is_not_null()).then(pl.format(": {}", pl.col("reason"))).otherwise(pl.lit("")),
+                    pl.when(pl.col("reason").is_not_null())
+                    .then(pl.format(": {}", pl.col("reason")))
+                    .otherwise(pl.lit("")),
                 )
             )
             .alias("reason"),

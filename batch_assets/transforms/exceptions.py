@@ -53,8 +53,18 @@ def classify(open_items: pl.DataFrame, grace_days: int) -> pl.DataFrame:
     difference = (pl.col("amount_bank") - pl.col("amount")).cast(MONEY)
     counterparts = pl.concat(
         [
-            pairs.select("txn_id", pl.lit("ledger").alias("source"), pl.col("txn_id_bank").alias("counterpart_txn_id"), difference.alias("difference")),
-            pairs.select(pl.col("txn_id_bank").alias("txn_id"), pl.lit("bank").alias("source"), pl.col("txn_id").alias("counterpart_txn_id"), difference.alias("difference")),
+            pairs.select(
+                "txn_id",
+                pl.lit("ledger").alias("source"),
+                pl.col("txn_id_bank").alias("counterpart_txn_id"),
+                difference.alias("difference"),
+            ),
+            pairs.select(
+                pl.col("txn_id_bank").alias("txn_id"),
+                pl.lit("bank").alias("source"),
+                pl.col("txn_id").alias("counterpart_txn_id"),
+                difference.alias("difference"),
+            ),
         ]
     )
     return (

@@ -64,7 +64,12 @@ class MatchParameters:
 def items_from_staged(staged: pl.LazyFrame) -> pl.LazyFrame:
     """A day's staged rows as items."""
     return staged.select(
-        "txn_id", "account_id", "currency", "booking_date", "amount", "reference_norm",
+        "txn_id",
+        "account_id",
+        "currency",
+        "booking_date",
+        "amount",
+        "reference_norm",
         pl.col("business_date").alias("origin_date"),
     ).cast(ITEM_SCHEMA)  # type: ignore[arg-type]
 
@@ -72,9 +77,7 @@ def items_from_staged(staged: pl.LazyFrame) -> pl.LazyFrame:
 def items_from_open(open_items: pl.LazyFrame, source: str) -> pl.LazyFrame:
     """The open items carried into the next day, for one side."""
     return (
-        open_items.filter(pl.col("carried") & (pl.col("source") == source))
-        .select(list(ITEM_SCHEMA))
-        .cast(ITEM_SCHEMA)  # type: ignore[arg-type]
+        open_items.filter(pl.col("carried") & (pl.col("source") == source)).select(list(ITEM_SCHEMA)).cast(ITEM_SCHEMA)  # type: ignore[arg-type]
     )
 
 

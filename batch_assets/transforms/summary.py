@@ -45,7 +45,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "currency": pl.String(),
     **{name: pl.Int64() for name in COUNT_COLUMNS},
     "match_rate": pl.Float64(),
-    **{name: MONEY for name in MONEY_COLUMNS},
+    **dict.fromkeys(MONEY_COLUMNS, MONEY),
 }
 _KEYS = ["account_id", "currency"]
 
@@ -70,7 +70,9 @@ def account_figures(
     is matched items / candidate items. Break values are sums of absolute amounts; the grand total, which
     mixes currencies, has no money values.
     """
-    unmatched = classified.with_columns(pl.col("age_days").alias("_age"), (pl.col("status") == STATUS_OPEN).alias("carried"))
+    unmatched = classified.with_columns(
+        pl.col("age_days").alias("_age"), (pl.col("status") == STATUS_OPEN).alias("carried")
+    )
     standing_aged = standing.select(*_KEYS, business_day_age(business_date, pl.col("booking_date")).alias("_age"))
     aged = pl.concat([unmatched.select(*_KEYS, "_age"), standing_aged])
     breaks = pl.col("is_break")
@@ -78,11 +80,14 @@ def account_figures(
         _count(ledger, "ledger_items"),
         _count(bank, "bank_items"),
         *[
-            matches.filter(pl.col("match_pass") == p).group_by(_KEYS).agg(pl.col("match_id").n_unique().alias(f"matches_{p}"))
+            matches.filter(pl.col("match_pass") == p)
+            .group_by(_KEYS)
+            .agg(pl.col("match_id").n_unique().alias(f"matches_{p}"))
             for p in PASSES
         ],
         matches.group_by(_KEYS).agg(
-            pl.col("ledger_txn_id").n_unique().alias("matched_ledger"), pl.col("bank_txn_id").n_unique().alias("matched_bank")
+            pl.col("ledger_txn_id").n_unique().alias("matched_ledger"),
+            pl.col("bank_txn_id").n_unique().alias("matched_bank"),
         ),
         _count(unmatched, "open_ledger", (pl.col("source") == "ledger") & pl.col("carried")),
         _count(unmatched, "open_bank", (pl.col("source") == "bank") & pl.col("carried")),
@@ -91,13 +96,19 @@ def account_figures(
         _count(unmatched, "timing_differences", ~breaks),
         _count(unmatched, "breaks_ledger", breaks & (pl.col("source") == "ledger")),
         _count(unmatched, "breaks_bank", breaks & (pl.col("source") == "bank")),
-        _count(unmatched, "amount_mismatches", (pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger")),
+        _count(
+            unmatched,
+            "amount_mismatches",
+            (pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger"),
+        ),
         _count(standing_aged, "standing_breaks"),
         *[
             _count(aged, name, pl.col("_age").is_between(low, high if high is not None else 1 << 30))
             for name, low, high in AGE_BUCKETS
         ],
-        unmatched.filter(breaks).group_by(_KEYS).agg(
+        unmatched.filter(breaks)
+        .group_by(_KEYS)
+        .agg(
             pl.col("amount").filter(pl.col("source") == "ledger").abs().sum().alias("break_value_ledger"),
             pl.col("amount").filter(pl.col("source") == "bank").abs().sum().alias("break_value_bank"),
         ),
@@ -118,11 +129,15 @@ def account_figures(
 def roll_up(business_date: date, per_account: pl.DataFrame) -> pl.DataFrame:
     """The summary table from per-account rows (of one pass, or of every bucket of accounts together): those
     rows, one per currency and the grand total, with match rates."""
-    per_currency = per_account.group_by("currency").agg(
-        [pl.col(c).sum() for c in (*COUNT_COLUMNS, *MONEY_COLUMNS)]
-    ).with_columns(pl.lit(ALL).alias("account_id"))
+    per_currency = (
+        per_account.group_by("currency")
+        .agg([pl.col(c).sum() for c in (*COUNT_COLUMNS, *MONEY_COLUMNS)])
+        .with_columns(pl.lit(ALL).alias("account_id"))
+    )
     grand = per_account.select([pl.col(c).sum() for c in COUNT_COLUMNS]).with_columns(
-        pl.lit(ALL).alias("account_id"), pl.lit(ALL).alias("currency"), *[pl.lit(None, MONEY).alias(c) for c in MONEY_COLUMNS]
+        pl.lit(ALL).alias("account_id"),
+        pl.lit(ALL).alias("currency"),
+        *[pl.lit(None, MONEY).alias(c) for c in MONEY_COLUMNS],
     )
     rate = (pl.col("matched_ledger") + pl.col("matched_bank")) / (pl.col("ledger_items") + pl.col("bank_items"))
     return (

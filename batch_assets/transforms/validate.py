@@ -84,16 +84,20 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
     txn_id by (file name, line) wins and later ones are duplicates, as is a txn_id already staged on an
     earlier business day (`prior_txn_ids`: txn_id, business_date).
     """
-    typed = raw.sort("file_name", "line_number").with_columns(
-        _clean("txn_id").alias("_txn_id"),
-        _clean("account_id").alias("_account_id"),
-        _clean("booking_date").alias("_booking_text"),
-        _clean("value_date").alias("_value_text"),
-        _clean("amount").alias("_amount_text"),
-        _clean("currency").str.to_uppercase().alias("_currency"),
-    ).with_columns(
-        _parse_date(pl.col("_booking_text")).alias("_booking_date"),
-        _parse_date(pl.col("_value_text")).alias("_value_date"),
+    typed = (
+        raw.sort("file_name", "line_number")
+        .with_columns(
+            _clean("txn_id").alias("_txn_id"),
+            _clean("account_id").alias("_account_id"),
+            _clean("booking_date").alias("_booking_text"),
+            _clean("value_date").alias("_value_text"),
+            _clean("amount").alias("_amount_text"),
+            _clean("currency").str.to_uppercase().alias("_currency"),
+        )
+        .with_columns(
+            _parse_date(pl.col("_booking_text")).alias("_booking_date"),
+            _parse_date(pl.col("_value_text")).alias("_value_date"),
+        )
     )
 
     missing = [(pl.col(_CLEANED[name]).is_null(), name) for name in REQUIRED_COLUMNS]
@@ -127,7 +131,11 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
         (
             pl.col("_booking_date") != pl.lit(business_date),
             RULE_BOOKING_DATE_MISMATCH,
-            pl.format("booking_date {} is not the file's business date {}", pl.col("_booking_text"), pl.lit(str(business_date))),
+            pl.format(
+                "booking_date {} is not the file's business date {}",
+                pl.col("_booking_text"),
+                pl.lit(str(business_date)),
+            ),
         ),
         # The detail names the field but does not repeat the value: the quarantine export must not carry
         # the formula in a column of its own making (the raw value stays in its own column, as delivered).
@@ -177,31 +185,39 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
 
 def staged_rows(judged: pl.LazyFrame) -> pl.LazyFrame:
     """Rows that broke no rule, typed and normalised, in STAGED_SCHEMA."""
-    return judged.filter(pl.col("rule").is_null()).select(
-        "business_date",
-        pl.col("_txn_id").alias("txn_id"),
-        pl.col("_account_id").alias("account_id"),
-        pl.col("_booking_date").alias("booking_date"),
-        pl.coalesce("_value_date", "_booking_date").alias("value_date"),
-        pl.col("_amount_text").cast(MONEY).alias("amount"),
-        pl.col("_currency").alias("currency"),
-        "reference",
-        normalise_reference(pl.col("reference")).alias("reference_norm"),
-        "counterparty",
-        "description",
-        "file_name",
-        "line_number",
-    ).cast(STAGED_SCHEMA)  # type: ignore[arg-type]
+    return (
+        judged.filter(pl.col("rule").is_null())
+        .select(
+            "business_date",
+            pl.col("_txn_id").alias("txn_id"),
+            pl.col("_account_id").alias("account_id"),
+            pl.col("_booking_date").alias("booking_date"),
+            pl.coalesce("_value_date", "_booking_date").alias("value_date"),
+            pl.col("_amount_text").cast(MONEY).alias("amount"),
+            pl.col("_currency").alias("currency"),
+            "reference",
+            normalise_reference(pl.col("reference")).alias("reference_norm"),
+            "counterparty",
+            "description",
+            "file_name",
+            "line_number",
+        )
+        .cast(STAGED_SCHEMA)
+    )  # type: ignore[arg-type]
 
 
 def quarantined_rows(judged: pl.LazyFrame, source: str) -> pl.LazyFrame:
     """Rows that broke a rule, with the rule, why, and the raw values as delivered, in QUARANTINE_SCHEMA."""
-    return judged.filter(pl.col("rule").is_not_null()).select(
-        "business_date",
-        pl.lit(source).alias("source"),
-        "file_name",
-        "line_number",
-        "rule",
-        "detail",
-        *CONTRACT_COLUMNS,
-    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    return (
+        judged.filter(pl.col("rule").is_not_null())
+        .select(
+            "business_date",
+            pl.lit(source).alias("source"),
+            "file_name",
+            "line_number",
+            "rule",
+            "detail",
+            *CONTRACT_COLUMNS,
+        )
+        .cast(QUARANTINE_SCHEMA)
+    )  # type: ignore[arg-type]

@@ -190,12 +190,16 @@ def reconciliation_alert(
         # The numbers come from the materialization's metadata, written in the same step as the commit:
         # a sensor that opened the warehouse would contend for its file lock with the writing runs.
         metadata = record.asset_materialization.metadata
-        counts = [
-            {
-                "candidates": int(metadata["ledger_items"].value) + int(metadata["bank_items"].value),
-                "exceptions": int(metadata["exceptions"].value),
-            }
-        ] if {"ledger_items", "bank_items", "exceptions"} <= set(metadata) else []
+        counts = (
+            [
+                {
+                    "candidates": int(metadata["ledger_items"].value) + int(metadata["bank_items"].value),
+                    "exceptions": int(metadata["exceptions"].value),
+                }
+            ]
+            if {"ledger_items", "bank_items", "exceptions"} <= set(metadata)
+            else []
+        )
         for alert in _day_alerts(record, counts, rate_limit, value_limit, alerts.run_url(record.run_id)):
             raised += alerts.send(alert, context.log)
     return _finish_page(context, (r.storage_id for r in records), raised, "recon/summary materializations")
@@ -211,7 +215,9 @@ def _day_alerts(
         rate = Decimal(row["exceptions"]) / Decimal(row["candidates"]) if row["candidates"] else Decimal(0)
         if rate > rate_limit:
             yield Alert(
-                f"exception_rate:{day}:{run_id}", "exception_rate", "WARN",
+                f"exception_rate:{day}:{run_id}",
+                "exception_rate",
+                "WARN",
                 f"{day}: exception rate {rate:.2%} is above {rate_limit:.2%}",
                 f"{row['exceptions']} exceptions among {row['candidates']} candidate items.",
                 details={"exceptions": row["exceptions"], "candidates": row["candidates"], "rate": str(round(rate, 6))},
@@ -222,7 +228,9 @@ def _day_alerts(
         if found and Decimal(str(value.value)) > value_limit:
             currency = found[1]
             yield Alert(
-                f"break_value:{day}:{currency}:{run_id}", "break_value", "ERROR",
+                f"break_value:{day}:{currency}:{run_id}",
+                "break_value",
+                "ERROR",
                 f"{day}: break value {value.value} {currency} is above {value_limit}",
                 f"Breaks in {currency} on {day} add up to {value.value}; the ERROR limit is {value_limit}.",
                 details={"currency": currency, "break_value": str(value.value), "limit": str(value_limit)},

@@ -24,8 +24,7 @@ def reconcile_previous_day(context: dg.ScheduleEvaluationContext, calendar: Cale
     now = calendar.now(context.scheduled_execution_time)
     if not calendar.passed("schedule_time", now):
         return dg.SkipReason(
-            f"{now:%H:%M} {calendar.timezone}: the previous business day is reconciled after "
-            f"{calendar.schedule_time}"
+            f"{now:%H:%M} {calendar.timezone}: the previous business day is reconciled after {calendar.schedule_time}"
         )
     day = calendar.previous_business_day(now).isoformat()
     return dg.RunRequest(run_key=f"schedule:{day}", partition_key=day, tags=jobs.run_tags("schedule"))

@@ -79,7 +79,9 @@ class Cursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(after=data.get("after", ""), days=dict(data.get("days", {})), reported=list(data.get("reported", [])))
+        return cls(
+            after=data.get("after", ""), days=dict(data.get("days", {})), reported=list(data.get("reported", []))
+        )
 
     def dump(self) -> str:
         return json.dumps({"after": self.after, "days": self.days, "reported": self.reported}, sort_keys=True)
@@ -162,7 +164,9 @@ def _done_markers(root: Path) -> set[str]:
         folder = root / source
         if folder.is_dir() and not folder.is_symlink():
             with os.scandir(folder) as entries:
-                markers.update(f"{source}/{e.name[: -len(DONE_SUFFIX)]}" for e in entries if e.name.endswith(DONE_SUFFIX))
+                markers.update(
+                    f"{source}/{e.name[: -len(DONE_SUFFIX)]}" for e in entries if e.name.endswith(DONE_SUFFIX)
+                )
     return markers
 
 
@@ -216,7 +220,9 @@ def landing_files(
     cursor.reported = cursor.reported[-REPORTED_LIMIT:]
     for entry in newly_ignored:
         context.log.warning(f"ignored landing entry {entry}")
-    ignored_note = f"; ignored {len(newly_ignored)} new entries: " + ", ".join(newly_ignored[:10]) if newly_ignored else ""
+    ignored_note = (
+        f"; ignored {len(newly_ignored)} new entries: " + ", ".join(newly_ignored[:10]) if newly_ignored else ""
+    )
 
     changed = [day for day in sorted(by_day) if cursor.days.get(day) != _stat_fingerprint(by_day[day])]
     # Page through the changed days from where the last tick stopped, wrapping round.
@@ -241,7 +247,9 @@ def landing_files(
             continue
         unstable = _unstable(day_files, markers, now_ns, quiet_seconds)
         if unstable:
-            waiting.append(f"{day}: {', '.join(unstable)} still being written (no .done, changed < {quiet_seconds:g}s ago)")
+            waiting.append(
+                f"{day}: {', '.join(unstable)} still being written (no .done, changed < {quiet_seconds:g}s ago)"
+            )
             continue
         # Hashed through the file as listed, so a FIFO or symlink swapped in since cannot block or mislead us.
         # Every file is hashed, so that the wait names each one that cannot be.
@@ -266,9 +274,7 @@ def landing_files(
     # its files, with no run of it unfinished, needs no run: renamed or touched files are not requested.
     held = {day: _held(context.instance, day) for day in ready}
     current = [
-        day
-        for day in ready
-        if held[day].holds(by_day[day], shas[day]) and not _unfinished_run(context.instance, day)
+        day for day in ready if held[day].holds(by_day[day], shas[day]) and not _unfinished_run(context.instance, day)
     ]
     for day in current:
         del ready[day]
@@ -307,7 +313,9 @@ def landing_files(
     earliest = min(changed, default=None)
     later = sorted(d for d in reconciled if earliest and d > earliest and d not in ready)
     requests += [
-        dg.RunRequest(run_key=f"forward:{day}:{trigger}", partition_key=day, tags=jobs.run_tags("landing_files:forward"))
+        dg.RunRequest(
+            run_key=f"forward:{day}:{trigger}", partition_key=day, tags=jobs.run_tags("landing_files:forward")
+        )
         for day in later
     ]
     requests.sort(key=lambda r: r.partition_key)

@@ -1,7 +1,7 @@
 """Ingest stage: land a business day's files into raw.ledger, raw.bank and the file log, in one transaction."""
 
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -151,7 +151,7 @@ def ingest(
                 )
             )
         previous_log = wh.read_partition(FILE_LOG, day)
-        file_log = next_file_log(deliveries, previous_log, failures.keys(), datetime.now(timezone.utc))
+        file_log = next_file_log(deliveries, previous_log, failures.keys(), datetime.now(UTC))
         writes.append(
             PartitionWrite(
                 table=FILE_LOG,
@@ -253,7 +253,9 @@ def _source_failures(deliveries: pl.DataFrame, day: date, root: Path) -> dict[st
         mine = deliveries.filter(pl.col("source") == source)
         rejected = mine.filter(pl.col("status") == STATUS_REJECTED)
         if rejected.height:
-            failures[source] = "; ".join(f"{n} rejected: {r}" for n, r in rejected.select("file_name", "reason").iter_rows())
+            failures[source] = "; ".join(
+                f"{n} rejected: {r}" for n, r in rejected.select("file_name", "reason").iter_rows()
+            )
         elif mine.height == 0:
             failures[source] = f"no {source} file for {day} has landed in {root / source}"
     return failures

@@ -70,8 +70,10 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
     @fail_fast_unless_transient
     def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
-        counts = warehouse.open(context.log).query(
-            """
+        counts = (
+            warehouse.open(context.log)
+            .query(
+                """
             WITH today AS (SELECT * FROM recon.matches WHERE business_date = $day)
             SELECT
               (SELECT count(*) - count(DISTINCT ledger_txn_id) FROM today) AS ledger_repeated,
@@ -82,9 +84,13 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
                       OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))) AS matched_on_earlier_days,
               (SELECT count(*) FROM today) AS match_rows
             """,
-            {"day": day},
-        ).row(0, named=True)
-        passed = counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_earlier_days"] == 0
+                {"day": day},
+            )
+            .row(0, named=True)
+        )
+        passed = (
+            counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_earlier_days"] == 0
+        )
         return dg.AssetCheckResult(passed=passed, metadata=counts)
 
     return matched_once
@@ -103,8 +109,10 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
     @fail_fast_unless_transient
     def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
-        result = warehouse.open(context.log).query(
-            """
+        result = (
+            warehouse.open(context.log)
+            .query(
+                """
             WITH per_match AS (
               SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
                      max(bank_amount) AS bank_max
@@ -115,18 +123,24 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
                    CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
             FROM per_match
             """,
-            {"day": day},
-        ).row(0, named=True)
+                {"day": day},
+            )
+            .row(0, named=True)
+        )
         return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
 
     return matches_balance
 
 
 def _summary_row(warehouse: WarehouseResource, context: dg.AssetCheckExecutionContext, where: str) -> list[dict]:
-    return warehouse.open(context.log).query(
-        f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-        {"day": business_date(context), "all": ALL},
-    ).to_dicts()
+    return (
+        warehouse.open(context.log)
+        .query(
+            f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            {"day": business_date(context), "all": ALL},
+        )
+        .to_dicts()
+    )
 
 
 @dg.asset_check(

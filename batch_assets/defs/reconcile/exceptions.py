@@ -41,7 +41,15 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     source_commit = wh.last_commit("recon.open_items", day)
     fault_point("after_read", "exceptions")
     (record,) = wh.commit(
-        [PartitionWrite(EXCEPTIONS, day, reported, allow_empty=True, input_hashes=[source_commit.fingerprint] if source_commit else [])],
+        [
+            PartitionWrite(
+                EXCEPTIONS,
+                day,
+                reported,
+                allow_empty=True,
+                input_hashes=[source_commit.fingerprint] if source_commit else [],
+            )
+        ],
         run_identity(context),
         stage="exceptions",
     )
@@ -54,10 +62,16 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             "breaks_ledger": dg.MetadataValue.int(breaks.filter(pl.col("source") == "ledger").height),
             "breaks_bank": dg.MetadataValue.int(breaks.filter(pl.col("source") == "bank").height),
             "amount_mismatches": dg.MetadataValue.int(
-                reported.filter((pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger")).height
+                reported.filter(
+                    (pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger")
+                ).height
             ),
             "expired": dg.MetadataValue.int(reported.filter(pl.col("status") == "expired").height),
-            **{k: v for currency, total in per_currency.items() for k, v in money_metadata(f"break_value_{currency}", total).items()},
+            **{
+                k: v
+                for currency, total in per_currency.items()
+                for k, v in money_metadata(f"break_value_{currency}", total).items()
+            },
         },
         data_version=dg.DataVersion(record.fingerprint),
     )

@@ -53,7 +53,11 @@ OPEN_ITEMS = "recon.open_items"
             "again the next day, the others expired here.",
             group_name="reconcile",
             kinds={"duckdb", "polars"},
-            deps=[table_key("staging.ledger"), table_key("staging.bank"), dg.AssetDep(table_key(OPEN_ITEMS), partition_mapping=PREVIOUS_DAY)],
+            deps=[
+                table_key("staging.ledger"),
+                table_key("staging.bank"),
+                dg.AssetDep(table_key(OPEN_ITEMS), partition_mapping=PREVIOUS_DAY),
+            ],
         ),
     ],
     partitions_def=DAILY,
@@ -84,7 +88,9 @@ def match(
     # Matching never looks across accounts, so a big day is matched in buckets of accounts, one at a time,
     # and memory follows the bucket, not the day.
     buckets = wh.buckets(max(c.row_count for c in staged_commits.values()), ACCOUNT_BUCKET_KEY)
-    tracker = progress.tracker(context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows")
+    tracker = progress.tracker(
+        context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows"
+    )
     counts: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}
     with wh.spill_files(run.run_id) as spill:
@@ -119,7 +125,14 @@ def match(
             for r in wh.commit(
                 [
                     # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
-                    PartitionWrite(MATCHES, day, spills[MATCHES], allow_empty=True, input_hashes=inputs, amount_total_sql="sum(ledger_amount)"),
+                    PartitionWrite(
+                        MATCHES,
+                        day,
+                        spills[MATCHES],
+                        allow_empty=True,
+                        input_hashes=inputs,
+                        amount_total_sql="sum(ledger_amount)",
+                    ),
                     PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
                 ],
                 run,
@@ -157,7 +170,9 @@ def match(
     )
 
 
-def _count_bucket(counts: Counter[str], candidates: dict[str, pl.DataFrame], matches: pl.DataFrame, left_open: pl.DataFrame) -> None:
+def _count_bucket(
+    counts: Counter[str], candidates: dict[str, pl.DataFrame], matches: pl.DataFrame, left_open: pl.DataFrame
+) -> None:
     """Add one bucket's figures to the day's: buckets hold disjoint accounts, so the figures add up."""
     for source in ("ledger", "bank"):
         counts[f"candidates_{source}"] += candidates[source].height

@@ -40,13 +40,17 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     wh = warehouse.open(context.log)
     keys = ["account_id", "currency"]
     previous_open = carried_commit(wh, day)
-    staged_rows = max((c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0)
+    staged_rows = max(
+        (c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0
+    )
     grace_days = matching.parameters().grace_days
     # Per-account figures add up across buckets of accounts, so a big day is summarised one bucket at a time.
     per_account = []
     for bucket in wh.buckets(staged_rows, ACCOUNT_BUCKET_KEY):
         carried = (
-            wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False).filter("carried")
+            wh.read_partition(
+                OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False
+            ).filter("carried")
             if previous_open is not None
             else pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *keys)})
         )
@@ -66,7 +70,9 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             f"WHERE business_date < ? AND {bucket_predicate(bucket)}",
             [day],
         )
-        per_account.append(account_figures(day, candidates["ledger"], candidates["bank"], matches, classified, standing))
+        per_account.append(
+            account_figures(day, candidates["ledger"], candidates["bank"], matches, classified, standing)
+        )
         del carried, candidates, matches, classified, standing
     summary = roll_up(day, pl.concat(per_account))
     commits = {t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))}
@@ -83,21 +89,35 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     break_values = {
         k: v
         for row in per_currency.iter_rows(named=True)
-        for k, v in money_metadata(f"break_value_{row['currency']}", row["break_value_ledger"] + row["break_value_bank"]).items()
+        for k, v in money_metadata(
+            f"break_value_{row['currency']}", row["break_value_ledger"] + row["break_value_bank"]
+        ).items()
     }
     return dg.MaterializeResult(
         metadata={
             **commit_metadata(record, started, rows_processed=total["ledger_items"] + total["bank_items"]),
             "match_rate": dg.MetadataValue.float(round(total["match_rate"], 6)),
             **{f"matches_{p}": dg.MetadataValue.int(total[f"matches_{p}"]) for p in PASSES},
-            **{name: dg.MetadataValue.int(total[name]) for name in (
-                "ledger_items", "bank_items", "open_ledger", "open_bank", "breaks_ledger", "breaks_bank",
-                "amount_mismatches", "timing_differences", "standing_breaks",
-            )},
+            **{
+                name: dg.MetadataValue.int(total[name])
+                for name in (
+                    "ledger_items",
+                    "bank_items",
+                    "open_ledger",
+                    "open_bank",
+                    "breaks_ledger",
+                    "breaks_bank",
+                    "amount_mismatches",
+                    "timing_differences",
+                    "standing_breaks",
+                )
+            },
             **break_values,
             # So that alerting reads the day's numbers from the event log, never from the warehouse, whose
             # file lock a reader would contend for with the writing runs.
-            "exceptions": dg.MetadataValue.int(commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0),
+            "exceptions": dg.MetadataValue.int(
+                commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0
+            ),
         },
         data_version=dg.DataVersion(record.fingerprint),
     )

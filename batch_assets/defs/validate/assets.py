@@ -78,8 +78,8 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
                 allow_retries=False,
             )
     raw_hashes = [raw_commits[source].fingerprint for source in SOURCES]
-    raw_rows = {source: 0 for source in SOURCES}
-    quarantined = {source: 0 for source in SOURCES}
+    raw_rows = dict.fromkeys(SOURCES, 0)
+    quarantined = dict.fromkeys(SOURCES, 0)
     by_rule: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {table: [] for table in (*map(_staging_table, SOURCES), QUARANTINE)}
     tracker = progress.tracker(context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
@@ -115,8 +115,12 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
         ]
         writes.append(
             PartitionWrite(
-                table=QUARANTINE, business_date=day, data=spills[QUARANTINE], allow_empty=True,
-                input_hashes=raw_hashes, amount_total_sql=None,
+                table=QUARANTINE,
+                business_date=day,
+                data=spills[QUARANTINE],
+                allow_empty=True,
+                input_hashes=raw_hashes,
+                amount_total_sql=None,
             )
         )
         fault_point("after_read", "validate")

@@ -76,16 +76,20 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
         table = qualified(staging)
-        (within, earlier, rows) = warehouse.open(context.log).query(
-            f"""
+        (within, earlier, rows) = (
+            warehouse.open(context.log)
+            .query(
+                f"""
             WITH today AS (SELECT txn_id FROM {table} WHERE business_date = $day)
             SELECT (SELECT count(*) - count(DISTINCT txn_id) FROM today) AS within_day,
                    (SELECT count(*) FROM {table} other
                     WHERE other.business_date < $day AND other.txn_id IN (SELECT txn_id FROM today)) AS on_earlier_days,
                    (SELECT count(*) FROM today) AS rows
             """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            {"day": day},
-        ).row(0)
+                {"day": day},
+            )
+            .row(0)
+        )
         return dg.AssetCheckResult(
             passed=within == 0 and earlier == 0,
             metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
@@ -123,8 +127,7 @@ def quarantine_rate(
         for source in SOURCES
     ]
     rates = {
-        source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0))
-        for source, raw, quarantined in counts
+        source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0)) for source, raw, quarantined in counts
     }
     return threshold_result(
         max(rates.values(), default=Decimal(0)),
