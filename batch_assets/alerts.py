@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import dagster as dg
 from pydantic import field_validator
 
 from batch_assets import settings
-from batch_assets.settings import Settings, setting, under_home
+from batch_assets.settings import Settings, decimal_text, setting, under_home
 
 SLACK_BLOCK_LIMIT = 3000  # Slack rejects a section block with longer text
 _LOG = logging.getLogger("batch_assets.alerts")
@@ -82,11 +82,7 @@ class AlertResource(Settings):
     @field_validator("exception_rate_alert")
     @classmethod
     def _is_decimal(cls, value: str) -> str:
-        try:
-            Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal number such as 0.10") from None
-        return value
+        return decimal_text("exception_rate_alert", value)
 
     @property
     def path(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from batch_assets import settings
-from batch_assets.settings import Settings, setting, under_home
+from batch_assets.settings import Settings, decimal_text, setting, under_home
 from batch_assets.storage import RunIdentity, Warehouse
 from batch_assets.transforms.matching import MatchParameters
 
@@ -76,14 +76,6 @@ class LandingZoneResource(Settings):
         return under_home(self.root)
 
 
-def _decimal(name: str, value: str) -> str:
-    try:
-        Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{name} {value!r} is not a decimal number such as 0.05") from None
-    return value
-
-
 class ThresholdsResource(Settings):
     """Check thresholds, as decimal strings (money and rates are never floats here). Past WARN a check warns;
     past ERROR it fails."""
@@ -134,7 +126,7 @@ class ThresholdsResource(Settings):
     @field_validator("*")
     @classmethod
     def _is_decimal(cls, value: str, info: ValidationInfo) -> str:
-        return _decimal(info.field_name or "threshold", value)
+        return decimal_text(info.field_name or "threshold", value)
 
     @model_validator(mode="after")
     def _warn_before_error(self) -> Self:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self
@@ -96,6 +97,15 @@ def apply_launch_environment(environ: MutableMapping[str, str] | None = None) ->
         target.setdefault(name, value)
     write_instance_config(Path(target["DAGSTER_HOME"]))
     return {name: target[name] for name in values}
+
+
+def decimal_text(name: str, value: str) -> str:
+    """A setting that holds an exact decimal as text (Dagster's config has no decimal type): checked, unchanged."""
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{name} {value!r} is not a decimal number such as 0.05") from None
+    return value
 
 
 class SettingError(ValueError):
