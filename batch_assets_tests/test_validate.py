@@ -90,8 +90,8 @@ def judge(*rows: dict, prior: dict[str, date] | None = None) -> pl.DataFrame:
 def test_each_rule_quarantines_with_a_reason(row: dict, rule: str, detail_part: str) -> None:
     judged = judge(row)
     assert judged["rule"].to_list() == [rule]
-    assert detail_part in judged["detail"][0]
     quarantine = quarantined_rows(judged.lazy(), "ledger").collect()
+    assert detail_part in quarantine["detail"][0]
     assert quarantine.select("file_name", "line_number", "rule").row(0) == (FILE, 2, rule)
     assert staged_rows(judged.lazy()).collect().is_empty()
 
@@ -126,7 +126,8 @@ def test_duplicate_txn_id_first_occurrence_by_file_then_line_wins() -> None:
     )
     staged = staged_rows(judged.lazy()).collect()
     assert staged["amount"].to_list() == [Decimal("1.00")]
-    dupes = judged.filter(pl.col("rule") == RULE_DUPLICATE_TXN_ID).sort("file_name", "line_number")
+    dupes = quarantined_rows(judged.lazy(), "ledger").collect().sort("file_name", "line_number")
+    assert dupes["rule"].to_list() == [RULE_DUPLICATE_TXN_ID] * 2
     assert dupes["line_number"].to_list() == [7, 9]
     assert all(f"first seen in {FILE} line 3" in d for d in dupes["detail"])
 
@@ -140,7 +141,7 @@ def test_a_broken_first_copy_does_not_hide_a_good_later_copy() -> None:
 def test_txn_id_staged_on_an_earlier_day_is_a_duplicate() -> None:
     judged = judge({"txn_id": "OLD"}, {"txn_id": "NEW"}, prior={"OLD": date(2026, 11, 19)})
     assert judged["rule"].to_list() == [RULE_DUPLICATE_TXN_ID, None]
-    assert "already staged on 2026-11-19" in judged["detail"][0]
+    assert "already staged on 2026-11-19" in quarantined_rows(judged.lazy(), "ledger").collect()["detail"][0]
 
 
 def test_staged_rows_are_typed_and_normalised() -> None:

@@ -67,42 +67,11 @@ def _parse_date(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.contains(_ISO_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
 
 
-def _first_broken_rule(checks: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
-    """The first (broken, rule, detail) that holds, as (rule, detail) expressions; null when none does."""
-    rule = pl.lit(None, pl.String)
-    detail = pl.lit(None, pl.String)
-    for broken, name, why in reversed(checks):
-        rule = pl.when(broken).then(pl.lit(name)).otherwise(rule)
-        detail = pl.when(broken).then(why).otherwise(detail)
-    return rule, detail
-
-
-def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFrame) -> pl.LazyFrame:
-    """Each raw row with its typed values, the first rule it breaks (`rule`) and why (`detail`).
-
-    Rules are judged in the contract's order. Among rows that break no other rule, the first occurrence of a
-    txn_id by (file name, line) wins and later ones are duplicates, as is a txn_id already staged on an
-    earlier business day (`prior_txn_ids`: txn_id, business_date).
-    """
-    typed = (
-        raw.sort("file_name", "line_number")
-        .with_columns(
-            _clean("txn_id").alias("_txn_id"),
-            _clean("account_id").alias("_account_id"),
-            _clean("booking_date").alias("_booking_text"),
-            _clean("value_date").alias("_value_text"),
-            _clean("amount").alias("_amount_text"),
-            _clean("currency").str.to_uppercase().alias("_currency"),
-        )
-        .with_columns(
-            _parse_date(pl.col("_booking_text")).alias("_booking_date"),
-            _parse_date(pl.col("_value_text")).alias("_value_date"),
-        )
-    )
-
+def _checks(business_date: pl.Expr) -> list[tuple[pl.Expr, str, pl.Expr]]:
+    """(broken, rule, why) for every rule but duplicates, in the contract's order, over the cleaned columns."""
     missing = [(pl.col(_CLEANED[name]).is_null(), name) for name in REQUIRED_COLUMNS]
     amount = pl.col("_amount_text")
-    checks: list[tuple[pl.Expr, str, pl.Expr]] = [
+    return [
         *[(is_missing, RULE_MISSING_FIELD, pl.lit(f"{name} is missing")) for is_missing, name in missing],
         (
             ~amount.str.contains(AMOUNT_PATTERN),
@@ -129,12 +98,12 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
             pl.format("currency {} is not 3 letters", pl.col("currency")),
         ),
         (
-            pl.col("_booking_date") != pl.lit(business_date),
+            pl.col("_booking_date") != business_date,
             RULE_BOOKING_DATE_MISMATCH,
             pl.format(
                 "booking_date {} is not the file's business date {}",
                 pl.col("_booking_text"),
-                pl.lit(str(business_date)),
+                business_date.dt.to_string("%Y-%m-%d"),
             ),
         ),
         # The detail names the field but does not repeat the value: the quarantine export must not carry
@@ -148,38 +117,89 @@ def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFra
             for column in TEXT_COLUMNS
         ],
     ]
-    rule, detail = _first_broken_rule(checks)
-    judged = typed.with_columns(rule.alias("rule"), detail.alias("detail"))
 
-    # Duplicates are judged among rows that are otherwise good, so a broken copy never hides a good one.
-    good = pl.col("rule").is_null()
+
+def _first_holding(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+    """The value of the first (condition, value) whose condition holds; null when none does."""
+    result = pl.lit(None, pl.String)
+    for holds, value in reversed(cases):
+        result = pl.when(holds).then(value).otherwise(result)
+    return result
+
+
+def judge_rows(raw: pl.LazyFrame, business_date: date, prior_txn_ids: pl.LazyFrame) -> pl.LazyFrame:
+    """Each raw row with its typed values and the first rule it breaks (`rule`, null when none), in the
+    rows' own order. `quarantined_rows` says why.
+
+    Rules are judged in the contract's order. Among rows that break no other rule, the first occurrence of a
+    txn_id by (file name, line) wins and later ones are duplicates, as is a txn_id already staged on an
+    earlier business day (`prior_txn_ids`: txn_id, business_date). Only the reasons of quarantined rows are
+    ever written out, so none is built here: formatting one for every row cost more than all the rules.
+    """
+    typed = raw.with_columns(
+        _clean("txn_id").alias("_txn_id"),
+        _clean("account_id").alias("_account_id"),
+        _clean("booking_date").alias("_booking_text"),
+        _clean("value_date").alias("_value_text"),
+        _clean("amount").alias("_amount_text"),
+        _clean("currency").str.to_uppercase().alias("_currency"),
+    ).with_columns(
+        _parse_date(pl.col("_booking_text")).alias("_booking_date"),
+        _parse_date(pl.col("_value_text")).alias("_value_date"),
+    )
+    rule = _first_holding([(broken, pl.lit(name)) for broken, name, _ in _checks(pl.lit(business_date))])
+    # Cached: the rows feed both the result and the search for repeated txn_ids, and Polars would judge them
+    # twice otherwise.
+    judged = typed.with_columns(rule.alias("rule")).cache()
+
+    # Duplicates are judged among rows that are otherwise good, so a broken copy never hides a good one. A
+    # repeat is rare, so only repeated txn_ids are put in (file, line) order to find where each was first seen.
+    good = judged.filter(pl.col("rule").is_null())
+    first_seen = (
+        good.filter(pl.col("_txn_id").is_duplicated())
+        .sort("file_name", "line_number")
+        .unique("_txn_id", keep="first")
+        .select("_txn_id", pl.col("file_name").alias("_first_file"), pl.col("line_number").alias("_first_line"))
+    )
     prior = prior_txn_ids.select(
         pl.col("txn_id").alias("_txn_id"), pl.col("business_date").alias("_prior_date")
     ).unique("_txn_id")
-    # Keyed only on good rows, and the frame is in (file, line) order: a good row that is not the first of
-    # its txn_id is a repeat, and its group's first row is where the txn_id was first seen.
-    good_txn_id = pl.when(good).then(pl.col("_txn_id"))
-    repeat = good & ~good_txn_id.is_first_distinct()
-    first_seen = pl.struct("file_name", "line_number").first().over(good_txn_id)
-    first_file = first_seen.struct.field("file_name")
-    first_line = first_seen.struct.field("line_number")
+    is_good = pl.col("rule").is_null()
+    repeat = pl.col("_first_file").is_not_null() & (
+        (pl.col("file_name") != pl.col("_first_file")) | (pl.col("line_number") != pl.col("_first_line"))
+    )
     return (
         judged.join(prior, on="_txn_id", how="left", maintain_order="left")
+        .join(first_seen, on="_txn_id", how="left", maintain_order="left")
         .with_columns(
-            pl.when(good & pl.col("_prior_date").is_not_null())
-            .then(pl.lit(RULE_DUPLICATE_TXN_ID))
-            .when(repeat)
+            pl.when(is_good & (pl.col("_prior_date").is_not_null() | repeat))
             .then(pl.lit(RULE_DUPLICATE_TXN_ID))
             .otherwise(pl.col("rule"))
-            .alias("rule"),
-            pl.when(good & pl.col("_prior_date").is_not_null())
-            .then(pl.format("txn_id {} was already staged on {}", pl.col("_txn_id"), pl.col("_prior_date")))
-            .when(repeat)
-            .then(pl.format("txn_id {} first seen in {} line {}", pl.col("_txn_id"), first_file, first_line))
-            .otherwise(pl.col("detail"))
-            .alias("detail"),
+            .alias("rule")
         )
-        .drop("_prior_date")
+    )
+
+
+def _detail() -> pl.Expr:
+    """Why a judged row broke its rule, built from the same checks that chose the rule."""
+    duplicate = pl.col("rule") == RULE_DUPLICATE_TXN_ID
+    return _first_holding(
+        [
+            (
+                duplicate & pl.col("_prior_date").is_not_null(),
+                pl.format("txn_id {} was already staged on {}", pl.col("_txn_id"), pl.col("_prior_date")),
+            ),
+            (
+                duplicate,
+                pl.format(
+                    "txn_id {} first seen in {} line {}",
+                    pl.col("_txn_id"),
+                    pl.col("_first_file"),
+                    pl.col("_first_line"),
+                ),
+            ),
+            *[(broken, why) for broken, _, why in _checks(pl.col("business_date"))],
+        ]
     )
 
 
@@ -216,7 +236,7 @@ def quarantined_rows(judged: pl.LazyFrame, source: str) -> pl.LazyFrame:
             "file_name",
             "line_number",
             "rule",
-            "detail",
+            _detail().alias("detail"),
             *CONTRACT_COLUMNS,
         )
         .cast(QUARANTINE_SCHEMA)
