@@ -1,4 +1,4 @@
-"""What every stage and check reports: the warehouse tables' asset keys, per-partition metadata, threshold results."""
+"""What every stage shares: its run of one day and one commit, asset keys, metadata and threshold results."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 import dagster as dg
 
-from batch_assets.storage import CommitRecord
+from batch_assets.faults import fault_point
+from batch_assets.partitions import business_date
+from batch_assets.resources import WarehouseResource, run_identity
+from batch_assets.storage import CommitRecord, PartitionWrite
 
 
 def table_key(table: str) -> dg.AssetKey:
@@ -56,3 +59,32 @@ def threshold_result(
             "direction": "above is worse" if higher_is_worse else "below is worse",
         },
     )
+
+
+class StageRun:
+    """One stage of one day: its warehouse, the run that fences its writes, the fault points around its one
+    commit, and its results. A stage is its transform, its writes and the metadata it adds."""
+
+    def __init__(self, name: str, context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
+        self.name = name
+        self.context = context
+        self.started = time.perf_counter()
+        self.day = business_date(context)
+        self.wh = warehouse.open(context.log)
+        self.run = run_identity(context)
+
+    def commit(self, writes: list[PartitionWrite]) -> dict[str, CommitRecord]:
+        """Commit every write in one transaction, between the stage's fault points; the records by table."""
+        fault_point("after_read", self.name)
+        records = {record.table: record for record in self.wh.commit(writes, self.run, stage=self.name)}
+        fault_point("after_commit", self.name)
+        return records
+
+    def result(self, record: CommitRecord, rows_processed: int | None = None, **metadata: Any) -> dg.MaterializeResult:
+        """The materialisation of one committed partition: the commit's figures, the stage's own metadata, and
+        the fingerprint as its data version."""
+        return dg.MaterializeResult(
+            asset_key=table_key(record.table),
+            metadata={**commit_metadata(record, self.started, rows_processed), **metadata},
+            data_version=dg.DataVersion(record.fingerprint),
+        )

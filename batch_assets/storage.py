@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import os
 import random
@@ -21,66 +23,107 @@ import duckdb
 import polars as pl
 
 from batch_assets.faults import fault_point
+from batch_assets.transforms.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, SOURCES, STAGED_SCHEMA
+from batch_assets.transforms.deliveries import FILE_LOG_SCHEMA
+from batch_assets.transforms.exceptions import EXCEPTION_SCHEMA
+from batch_assets.transforms.matching import MATCH_SCHEMA, OPEN_ITEM_SCHEMA
+from batch_assets.transforms.summary import SUMMARY_SCHEMA
 
-# Every table the platform writes, as DuckDB column definitions. A table's name is its asset key: schema.table.
-# Each is partitioned by business_date; a partition is replaced as a whole, in one transaction.
-TABLES: dict[str, str] = {
-    "raw.ledger": """
-        business_date DATE NOT NULL, file_name VARCHAR NOT NULL, line_number BIGINT NOT NULL,
-        txn_id VARCHAR, account_id VARCHAR, booking_date VARCHAR, value_date VARCHAR, amount VARCHAR,
-        currency VARCHAR, reference VARCHAR, counterparty VARCHAR, description VARCHAR, extra VARCHAR""",
-    "staging.ledger": """
-        business_date DATE NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
-        booking_date DATE NOT NULL, value_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
-        currency VARCHAR NOT NULL, reference VARCHAR, reference_norm VARCHAR, counterparty VARCHAR,
-        description VARCHAR, file_name VARCHAR NOT NULL, line_number BIGINT NOT NULL""",
-    "staging.quarantine": """
-        business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
-        line_number BIGINT NOT NULL, rule VARCHAR NOT NULL, detail VARCHAR,
-        txn_id VARCHAR, account_id VARCHAR, booking_date VARCHAR, value_date VARCHAR, amount VARCHAR,
-        currency VARCHAR, reference VARCHAR, counterparty VARCHAR, description VARCHAR""",
-    "ops.file_log": """
-        business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
-        sha256 VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR,
-        row_count BIGINT, first_seen_at TIMESTAMPTZ NOT NULL""",
-    "recon.matches": """
-        business_date DATE NOT NULL, match_id VARCHAR NOT NULL, match_pass VARCHAR NOT NULL,
-        account_id VARCHAR NOT NULL, currency VARCHAR NOT NULL, ledger_txn_id VARCHAR NOT NULL,
-        bank_txn_id VARCHAR NOT NULL, ledger_amount DECIMAL(18,2) NOT NULL, bank_amount DECIMAL(18,2) NOT NULL,
-        ledger_booking_date DATE NOT NULL, bank_booking_date DATE NOT NULL, reference_norm VARCHAR""",
-    "recon.open_items": """
-        business_date DATE NOT NULL, source VARCHAR NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
-        currency VARCHAR NOT NULL, booking_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
-        reference_norm VARCHAR, origin_date DATE NOT NULL, age_days INTEGER NOT NULL, carried BOOLEAN NOT NULL""",
-    "recon.exceptions": """
-        business_date DATE NOT NULL, source VARCHAR NOT NULL, txn_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
-        currency VARCHAR NOT NULL, booking_date DATE NOT NULL, amount DECIMAL(18,2) NOT NULL,
-        reference_norm VARCHAR, category VARCHAR NOT NULL, age_days INTEGER NOT NULL, is_break BOOLEAN NOT NULL,
-        status VARCHAR NOT NULL, difference DECIMAL(18,2), counterpart_txn_id VARCHAR""",
-    "recon.summary": """
-        business_date DATE NOT NULL, account_id VARCHAR NOT NULL, currency VARCHAR NOT NULL,
-        ledger_items BIGINT, bank_items BIGINT, matches_exact BIGINT, matches_amount_date BIGINT,
-        matches_aggregate BIGINT, matched_ledger BIGINT, matched_bank BIGINT, open_ledger BIGINT, open_bank BIGINT,
-        expired_ledger BIGINT, expired_bank BIGINT, timing_differences BIGINT, breaks_ledger BIGINT,
-        breaks_bank BIGINT, amount_mismatches BIGINT, standing_breaks BIGINT, age_0_2 BIGINT, age_3_5 BIGINT,
-        age_6_10 BIGINT, age_over_10 BIGINT, match_rate DOUBLE, break_value_ledger DECIMAL(18,2),
-        break_value_bank DECIMAL(18,2), amount_mismatch_value DECIMAL(18,2)""",
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table, declared once: the Polars schema its transform casts to, and which columns may be
+    null. The DuckDB columns are derived from it. A `landed` table is a view over Parquet files in the raw
+    zone, one per delivered file, listed in ops.raw_files."""
+
+    schema: Mapping[str, pl.DataType]
+    nullable: frozenset[str] = frozenset()
+    landed: bool = False
+    # Figures the commit measures in the same pass as the fingerprint, for the checks to read instead of
+    # scanning the day again: name -> one SQL aggregate over the partition's rows.
+    measures: Mapping[str, str] | None = None
+
+
+def column_definitions(table: Table) -> str:
+    """The table's columns as DuckDB DDL: name, type, and NOT NULL unless nullable."""
+    return ", ".join(
+        f"{quote_ident(name)} {duckdb_type(dtype)}{'' if name in table.nullable else ' NOT NULL'}"
+        for name, dtype in table.schema.items()
+    )
+
+
+def duckdb_type(dtype: pl.DataType) -> str:
+    """The DuckDB type that holds a Polars type exactly (money stays a decimal)."""
+    if isinstance(dtype, pl.Decimal):
+        return f"DECIMAL({dtype.precision},{dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    names = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Int32: "INTEGER"}
+    names |= {pl.Boolean: "BOOLEAN", pl.Float64: "DOUBLE"}
+    return names[dtype.base_type()]
+
+
+def _nullable_except(schema: Mapping[str, pl.DataType], *required: str) -> frozenset[str]:
+    return frozenset(schema) - set(required)
+
+
+# Every table the platform writes. A table's name is its asset key: schema.table. Each is partitioned by
+# business_date; a partition is replaced as a whole, in one transaction.
+TABLES: dict[str, Table] = {
+    **{
+        f"raw.{source}": Table(
+            RAW_SCHEMA, _nullable_except(RAW_SCHEMA, "business_date", "file_name", "line_number"), landed=True
+        )
+        for source in SOURCES
+    },
+    **{
+        f"staging.{source}": Table(
+            STAGED_SCHEMA,
+            frozenset({"reference", "reference_norm", "counterparty", "description"}),
+            measures={"rows_by_file": "histogram(file_name)", "distinct_txn_ids": "count(DISTINCT txn_id)"},
+        )
+        for source in SOURCES
+    },
+    "staging.quarantine": Table(
+        QUARANTINE_SCHEMA,
+        _nullable_except(QUARANTINE_SCHEMA, "business_date", "source", "file_name", "line_number", "rule"),
+        measures={"rows_by_file": "histogram(file_name)", "rows_by_source": "histogram(source)"},
+    ),
+    "ops.file_log": Table(FILE_LOG_SCHEMA, frozenset({"reason", "row_count"})),
+    "recon.matches": Table(
+        MATCH_SCHEMA,
+        frozenset({"reference_norm"}),
+        measures={
+            "distinct_ledger_txn_ids": "count(DISTINCT ledger_txn_id)",
+            "distinct_bank_txn_ids": "count(DISTINCT bank_txn_id)",
+            # More (bank item, match) pairs than bank items means a bank item is in several matches.
+            "bank_match_pairs": "count(DISTINCT (bank_txn_id, match_id))",
+        },
+    ),
+    "recon.open_items": Table(
+        OPEN_ITEM_SCHEMA,
+        frozenset({"reference_norm"}),
+        measures={
+            "carried_by_source": "histogram(source) FILTER (carried)",
+            "expired_by_source": "histogram(source) FILTER (NOT carried)",
+        },
+    ),
+    "recon.exceptions": Table(EXCEPTION_SCHEMA, frozenset({"reference_norm", "difference", "counterpart_txn_id"})),
+    "recon.summary": Table(SUMMARY_SCHEMA, _nullable_except(SUMMARY_SCHEMA, "business_date", "account_id", "currency")),
 }
-TABLES["raw.bank"] = TABLES["raw.ledger"]
-TABLES["staging.bank"] = TABLES["staging.ledger"]
+
+# What each landed raw partition holds: one Parquet file per delivered file, named by its content.
+RAW_FILES_TABLE = "ops.raw_files"
+RAW_FILES_COLUMNS = """
+    business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
+    path VARCHAR NOT NULL, row_count BIGINT NOT NULL, amount_total DECIMAL(38,2)"""
 
 COMMIT_LOG_TABLE = "ops.commit_log"
 COMMIT_LOG_COLUMNS = """
     commit_seq BIGINT NOT NULL, asset_key VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
     run_id VARCHAR NOT NULL, run_started_at DOUBLE NOT NULL, committed_at TIMESTAMPTZ NOT NULL,
     row_count BIGINT NOT NULL, amount_total DECIMAL(38,2), fingerprint VARCHAR NOT NULL,
-    input_hashes VARCHAR[] NOT NULL"""
-
-# A raw amount counts towards a raw table's total only when it is a valid contract decimal.
-RAW_AMOUNT_TOTAL_SQL = (
-    r"sum(CASE WHEN regexp_full_match(trim(amount), '[+-]?[0-9]{1,16}(\.[0-9]{1,2})?') "
-    r"THEN CAST(trim(amount) AS DECIMAL(18,2)) END)"
-)
+    input_hashes VARCHAR[] NOT NULL, figures VARCHAR"""
 
 _LOCK_ERROR = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
 _LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
@@ -139,14 +182,25 @@ class RunIdentity:
     started_at: float
 
 
+@dataclass(frozen=True)
+class LandedFile:
+    """One delivered file's rows (RAW_SCHEMA) as a Parquet file in the raw zone, and what landing counted."""
+
+    file_name: str
+    sha256: str
+    path: Path
+    row_count: int
+    amount_total: Decimal | None
+
+
 @dataclass
 class PartitionWrite:
     """One partition of one table to replace. `data` is a collected frame, a lazy frame (streamed through a
-    Parquet spill file) or Parquet files already written."""
+    Parquet spill file) or Parquet files already written; for a landed table, the landed files."""
 
     table: str
     business_date: date
-    data: pl.DataFrame | pl.LazyFrame | list[Path]
+    data: pl.DataFrame | pl.LazyFrame | list[Path] | list[LandedFile]
     allow_empty: bool = False
     input_hashes: Sequence[str] = ()
     amount_total_sql: str | None = "sum(amount)"
@@ -195,6 +249,8 @@ class CommitRecord:
     fingerprint: str
     commit_seq: int
     committed_at: datetime = field(compare=False)
+    # What the commit measured of the rows it wrote (Table.measures), None for commits from before figures.
+    figures: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def quote_ident(name: str) -> str:
@@ -202,9 +258,14 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """Quote one SQL string literal, for the statements that take no bound values (view bodies)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def qualified(table: str) -> str:
     """Quote a schema.table name taken from TABLES."""
-    if table not in TABLES and table != COMMIT_LOG_TABLE:
+    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE):
         raise WarehouseError(f"unknown table {table!r}")
     schema, name = table.split(".", 1)
     return f"{quote_ident(schema)}.{quote_ident(name)}"
@@ -289,16 +350,112 @@ class Warehouse:
         finally:
             conn.close()
 
-    @staticmethod
-    def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    def _create_tables(self, conn: duckdb.DuckDBPyConnection) -> None:
         statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in ("raw", "staging", "recon", "ops")]
-        statements += [f"CREATE TABLE IF NOT EXISTS {qualified(t)} ({cols})" for t, cols in TABLES.items()]
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {qualified(name)} ({column_definitions(table)})"
+            for name, table in TABLES.items()
+            if not table.landed
+        ]
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(COMMIT_LOG_TABLE)} ({COMMIT_LOG_COLUMNS})")
+        # Warehouses from before the commit's figures gain the column; their older commits have none.
+        statements.append(f"ALTER TABLE {qualified(COMMIT_LOG_TABLE)} ADD COLUMN IF NOT EXISTS figures VARCHAR")
+        statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(RAW_FILES_TABLE)} ({RAW_FILES_COLUMNS})")
         # Breaks that left the candidates stay breaks until someone resolves them: the standing list.
         statements.append(
             "CREATE OR REPLACE VIEW recon.standing_breaks AS SELECT * FROM recon.exceptions WHERE status = 'expired'"
         )
         conn.execute(";\n".join(statements))
+        for name, table in TABLES.items():
+            if table.landed:
+                self._migrate_raw_table(conn, name)
+                self._refresh_landed_view(conn, name, only_if_moved=True)
+
+    # -- the raw zone ----------------------------------------------------------------------------------
+
+    @property
+    def raw_zone(self) -> Path:
+        """Where landed files live, beside the warehouse file: <source>/<business date>/<name>.<sha>.parquet."""
+        return self.path.parent / f"{self.path.stem}.raw"
+
+    def landed_path(self, table: str, business_date: date, file_name: str, sha256: str) -> Path:
+        """Where a delivered file's rows land: named by the file's name and content, so a re-run of the same
+        bytes writes the same file again. The readable part of the name is cut short: names may be long."""
+        identity = hashlib.sha256(f"{file_name}\0{sha256}".encode()).hexdigest()[:16]
+        stem = Path(file_name).name.rsplit(".", 1)[0][:64]
+        return self.raw_zone / table.split(".", 1)[1] / business_date.isoformat() / f"{stem}.{identity}.parquet"
+
+    def landed_files(self, table: str, business_date: date) -> list[LandedFile]:
+        """The files the current raw partition holds, in file-name order (so rows come in (file, line) order)."""
+        rows = self.query(
+            f"SELECT file_name, sha256, path, row_count, amount_total FROM {qualified(RAW_FILES_TABLE)} "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            "WHERE business_date = ? AND source = ? ORDER BY file_name",
+            [business_date, table.split(".", 1)[1]],
+        )
+        return [
+            LandedFile(name, sha, self.raw_zone / path, count, total)
+            for name, sha, path, count, total in rows.iter_rows()
+        ]
+
+    def _refresh_landed_view(self, conn: duckdb.DuckDBPyConnection, table: str, *, only_if_moved: bool) -> None:
+        """Point the view `table` at every landed file of its source. Paths are absolute (any DuckDB session can
+        read the view) and rebuilt when the data folder has moved."""
+        source = table.split(".", 1)[1]
+        paths = [
+            str(self.raw_zone / path)
+            for (path,) in conn.execute(
+                f"SELECT path FROM {qualified(RAW_FILES_TABLE)} WHERE source = ? ORDER BY business_date, file_name",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                [source],
+            ).fetchall()
+        ]
+        schema, name = table.split(".", 1)
+        if only_if_moved:
+            current = conn.execute(
+                "SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = ?", [schema, name]
+            ).fetchall()
+            if current and (not paths or quote_literal(paths[0]) in current[0][0]):
+                return
+        columns = TABLES[table].schema
+        if paths:
+            listed = ", ".join(quote_literal(path) for path in paths)
+            body = f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM read_parquet([{listed}])"  # noqa: S608 (a view takes no bound values: paths quoted as literals)
+        else:
+            typed_nulls = ", ".join(f"CAST(NULL AS {duckdb_type(t)}) AS {quote_ident(c)}" for c, t in columns.items())
+            body = f"SELECT {typed_nulls} WHERE false"
+        conn.execute(f"CREATE OR REPLACE VIEW {qualified(table)} AS {body}")
+
+    def _migrate_raw_table(self, conn: duckdb.DuckDBPyConnection, table: str) -> None:
+        """A warehouse written before the raw zone keeps raw rows in a table: land each file of it as Parquet."""
+        schema, name = table.split(".", 1)
+        found = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]
+        ).fetchall()
+        if not found[0][0]:
+            return
+        groups = conn.execute(
+            f"SELECT business_date, file_name, count(*) FROM {qualified(table)} GROUP BY ALL ORDER BY ALL"  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+        ).fetchall()
+        conn.execute("BEGIN TRANSACTION")
+        for business_date, file_name, rows in groups:
+            found = conn.execute(
+                f"SELECT max(sha256) FROM {qualified('ops.file_log')} WHERE business_date = ? AND file_name = ? "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                "AND status = 'ingested'",
+                [business_date, file_name],
+            ).fetchall()
+            sha256 = found[0][0] or hashlib.sha256(f"{business_date}/{file_name}".encode()).hexdigest()
+            path = self.landed_path(table, business_date, file_name, sha256)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            selected = f"SELECT * FROM {qualified(table)} WHERE business_date = {quote_literal(str(business_date))} "  # noqa: S608 (a date and a file name that fits the contract, quoted)
+            selected += f"AND file_name = {quote_literal(file_name)} ORDER BY line_number"
+            conn.execute(f"COPY ({selected}) TO {quote_literal(str(path))} (FORMAT parquet)")
+            conn.execute(
+                f"INSERT INTO {qualified(RAW_FILES_TABLE)} VALUES (?, ?, ?, ?, ?, ?, NULL)",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                [business_date, name, file_name, sha256, str(path.relative_to(self.raw_zone)), rows],
+            )
+        conn.execute(f"DROP TABLE {qualified(table)}")
+        self._refresh_landed_view(conn, table, only_if_moved=False)
+        conn.execute("COMMIT")
+        self.log.info(f"moved {len(groups)} files of the table {table} into the raw zone {self.raw_zone}")
 
     # -- reads -----------------------------------------------------------------------------------------
 
@@ -346,6 +503,44 @@ class Warehouse:
             frames={"candidates": candidates.select("txn_id")},
         )
 
+    def partition_figures(self, tables: Sequence[str], business_date: date) -> dict[str, dict[str, Any]]:
+        """For each table, what its current partition holds: `rows` and the Table.measures its last commit
+        measured (a commit from before figures has them measured now); {} for a partition never written. A
+        landed partition's rows per file come from its landed files."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.connection() as conn:
+            for table in tables:
+                last = conn.execute(
+                    f"SELECT row_count, figures FROM {qualified(COMMIT_LOG_TABLE)} WHERE asset_key = ? "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                    "AND partition_key = ? ORDER BY commit_seq DESC LIMIT 1",
+                    [table, business_date.isoformat()],
+                ).fetchall()
+                if not last:
+                    found[table] = {}
+                elif TABLES[table].landed:
+                    rows = conn.execute(
+                        f"SELECT file_name, row_count FROM {qualified(RAW_FILES_TABLE)} "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                        "WHERE business_date = ? AND source = ?",
+                        [business_date, table.split(".", 1)[1]],
+                    ).fetchall()
+                    found[table] = {"rows": last[0][0], "rows_by_file": dict(rows)}
+                elif last[0][1] is not None:
+                    found[table] = {"rows": last[0][0], **json.loads(last[0][1])}
+                else:
+                    found[table] = {"rows": last[0][0], **self._measure(conn, table, business_date)}
+        return found
+
+    @staticmethod
+    def _measure(conn: duckdb.DuckDBPyConnection, table: str, business_date: date) -> dict[str, Any]:
+        declared = TABLES[table].measures or {}
+        if not declared:
+            return {}
+        values = conn.execute(
+            f"SELECT {', '.join(declared.values())} FROM {qualified(table)} WHERE business_date = ?",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            [business_date],
+        ).fetchone()
+        return _figures(declared, values)
+
     def has_commits_before(self, table: str, business_date: date) -> bool:
         """Whether any partition of `table` before `business_date` was ever committed."""
         rows = self.query(
@@ -388,6 +583,8 @@ class Warehouse:
                             raise disk_full_error(self.scratch_dir, doing) from error
                         raise
                     sources.append(("read_parquet(?)", [str(spill)], None))
+                elif TABLES[write.table].landed:
+                    sources.append(("", [], None))
                 elif isinstance(write.data, list):
                     sources.append(("read_parquet(?)", [[str(p) for p in write.data]], None))
                 else:
@@ -423,7 +620,12 @@ class Warehouse:
         def spill(frame: pl.DataFrame) -> Path:
             path = self.spill_path(run_id)
             written.append(path)
-            frame.write_parquet(path, compression="lz4")
+            try:
+                frame.write_parquet(path, compression="lz4")
+            except Exception as error:
+                if is_out_of_space(error):
+                    raise disk_full_error(self.scratch_dir, "writing a spill file of a stage's result") from error
+                raise
             return path
 
         try:
@@ -444,7 +646,6 @@ class Warehouse:
         source: tuple[str, list[Any], pl.DataFrame | None],
         run: RunIdentity,
     ) -> CommitRecord:
-        table = qualified(write.table)
         partition_key = write.business_date.isoformat()
         last = conn.execute(
             f"SELECT run_id, run_started_at FROM {qualified(COMMIT_LOG_TABLE)} "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
@@ -457,36 +658,21 @@ class Warehouse:
                 f"{_iso(run.started_at)}, before run {last[0]} (started {_iso(last[1])}) committed this "
                 "partition. This run is stale; the newer data stays."
             )
-
-        conn.execute(f"DELETE FROM {table} WHERE business_date = ?", [write.business_date])  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-        relation, params, frame = source
-        if frame is not None:
-            conn.register("incoming", frame)
-        try:
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {relation}", params)  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-        finally:
-            if frame is not None:
-                conn.unregister("incoming")
-
-        amount_sql = write.amount_total_sql or "NULL"
-        row_count, amount_total, fingerprint = conn.execute(
-            f"SELECT count(*), CAST({amount_sql} AS DECIMAL(38,2)), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            f"FROM {table} t WHERE business_date = ?",
-            [write.business_date],
-        ).fetchone()
+        if TABLES[write.table].landed:
+            row_count, amount_total, fingerprint, figures = self._replace_landed(conn, write)
+        else:
+            row_count, amount_total, fingerprint, figures = self._replace_rows(conn, write, source)
         if row_count == 0 and not write.allow_empty:
             raise EmptyOutputError(
                 f"refused to replace {write.table} for {partition_key} with zero rows: the input did not say "
                 "'zero rows' (a header-only file), so an empty result means something went wrong upstream."
             )
-        # Order-independent content hash: equal fingerprints mean a re-run produced identical rows.
-        fingerprint = f"{row_count}:{int(fingerprint):x}"
         committed_at = datetime.now(UTC)
         (commit_seq,) = conn.execute(
             f"SELECT coalesce(max(commit_seq), 0) + 1 FROM {qualified(COMMIT_LOG_TABLE)}"  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
         ).fetchone()
         conn.execute(
-            f"INSERT INTO {qualified(COMMIT_LOG_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            f"INSERT INTO {qualified(COMMIT_LOG_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
             [
                 commit_seq,
                 write.table,
@@ -498,6 +684,7 @@ class Warehouse:
                 amount_total,
                 fingerprint,
                 sorted(set(write.input_hashes)),
+                json.dumps(figures, sort_keys=True),
             ],
         )
         return CommitRecord(
@@ -509,7 +696,89 @@ class Warehouse:
             fingerprint=fingerprint,
             commit_seq=commit_seq,
             committed_at=committed_at,
+            figures=figures,
         )
+
+    def _replace_rows(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        write: PartitionWrite,
+        source: tuple[str, list[Any], pl.DataFrame | None],
+    ) -> tuple[int, Decimal | None, str, dict[str, Any]]:
+        """Delete the partition and insert the new rows; (rows, amount total, fingerprint, figures) of what is
+        now there, measured in one pass."""
+        table = qualified(write.table)
+        conn.execute(f"DELETE FROM {table} WHERE business_date = ?", [write.business_date])  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+        relation, params, frame = source
+        if frame is not None:
+            conn.register("incoming", frame)
+        try:
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {relation}", params)  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+        finally:
+            if frame is not None:
+                conn.unregister("incoming")
+        amount_sql = write.amount_total_sql or "NULL"
+        declared = TABLES[write.table].measures or {}
+        measured = "".join(f", {aggregate}" for aggregate in declared.values())
+        row_count, amount_total, fingerprint, *values = conn.execute(
+            f"SELECT count(*), CAST({amount_sql} AS DECIMAL(38,2)), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR)"  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            f"{measured} FROM {table} t WHERE business_date = ?",
+            [write.business_date],
+        ).fetchone()
+        figures = _figures(declared, values)
+        # Order-independent content hash: equal fingerprints mean a re-run produced identical rows.
+        return row_count, amount_total, f"{row_count}:{int(fingerprint):x}", figures
+
+    def _replace_landed(
+        self, conn: duckdb.DuckDBPyConnection, write: PartitionWrite
+    ) -> tuple[int, Decimal | None, str]:
+        """List the landed files as the partition and point the view at them; nothing is copied. The files are
+        named by their content, so the fingerprint comes from the names and the delivered bytes' hashes."""
+        files: list[LandedFile] = list(write.data)  # type: ignore[arg-type]
+        missing = [f.file_name for f in files if not f.path.is_file()]
+        if missing:
+            raise WarehouseError(
+                f"the landed rows of {', '.join(missing)} are gone from {self.raw_zone} before the commit "
+                "(deleted by hand?); nothing was committed: re-execute the run to land them again"
+            )
+        source = write.table.split(".", 1)[1]
+        conn.execute(
+            f"DELETE FROM {qualified(RAW_FILES_TABLE)} WHERE business_date = ? AND source = ?",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+            [write.business_date, source],
+        )
+        if files:
+            conn.executemany(
+                f"INSERT INTO {qualified(RAW_FILES_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                [
+                    [
+                        write.business_date,
+                        source,
+                        f.file_name,
+                        f.sha256,
+                        str(f.path.relative_to(self.raw_zone)),
+                        f.row_count,
+                        f.amount_total,
+                    ]
+                    for f in files
+                ],
+            )
+        self._refresh_landed_view(conn, write.table, only_if_moved=False)
+        row_count = sum(f.row_count for f in files)
+        totals = [f.amount_total for f in files if f.amount_total is not None]
+        content = hashlib.sha256()
+        for f in sorted(files, key=lambda f: f.file_name):
+            content.update(f"{f.file_name}\0{f.sha256}\n".encode())
+        figures = {"rows_by_file": {f.file_name: f.row_count for f in files}}
+        total = sum(totals, Decimal(0)) if totals else None
+        return row_count, total, f"{row_count}:{content.hexdigest()[:16]}", figures
+
+
+def _figures(declared: Mapping[str, str], values: Sequence[Any]) -> dict[str, Any]:
+    # A histogram of no rows is NULL; an empty map says the same without a special case in every reader.
+    return {
+        name: {} if value is None and aggregate.startswith("histogram") else value
+        for (name, aggregate), value in zip(declared.items(), values, strict=True)
+    }
 
 
 def _commit_record(row: Mapping[str, Any]) -> CommitRecord:
@@ -522,6 +791,7 @@ def _commit_record(row: Mapping[str, Any]) -> CommitRecord:
         fingerprint=row["fingerprint"],
         commit_seq=row["commit_seq"],
         committed_at=row["committed_at"],
+        figures=json.loads(row["figures"]) if row.get("figures") else None,
     )
 
 

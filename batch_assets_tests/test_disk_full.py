@@ -19,11 +19,18 @@ from batch_assets_tests.test_ingest_and_validate import TABLES, run_day
 
 FIRST, SECOND = date(2026, 11, 2), date(2026, 11, 3)
 MIB = 1 << 20
-# 30,000 ledger rows (about 6 MB of CSV a day) need several MiB in DuckDB but only about 1 MiB of Parquet
-# spill files, so with HEADROOM free the spill fits and the warehouse transaction runs out of space.
+# 30,000 ledger rows (about 6 MB of CSV a day) need several MiB in DuckDB and its raw zone, more than HEADROOM.
 BIG_DAY_ROWS = 30_000
 HEADROOM = 3 * MIB // 2
 NO_SPACE = "No space left on device"
+# The writing stages in the order a day runs them, and the tables each commits.
+STAGE_TABLES = {
+    "ingest": {"raw.ledger", "raw.bank", "ops.file_log"},
+    "validate": {"staging.ledger", "staging.bank", "staging.quarantine"},
+    "match": {"recon.matches", "recon.open_items"},
+    "recon__exceptions": {"recon.exceptions"},
+    "recon__summary": {"recon.summary"},
+}
 
 
 def mount_tmpfs(mount_point: Path, size: int) -> None:
@@ -142,9 +149,17 @@ def test_a_day_that_fills_the_disk_changes_nothing_and_succeeds_once_the_disk_gr
     failed = run_day(instance, SECOND)
     assert not failed.success
     assert NO_SPACE in error_texts(failed)
-    assert [e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"] == ["ingest"]
-    # The old day is intact, and nothing of the new day is visible in any table or in the commit log.
-    assert warehouse_contents(database) == before
+    (failed_step,) = [e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    # Which stage fills the disk depends on how big each one's files are; whichever it is, the old day is
+    # intact, and the stage that failed, like every stage after it, left nothing of the new day anywhere.
+    during = warehouse_contents(database)
+    committed = {table for table, day in latest_commits(database) if day == SECOND.isoformat()}
+    earlier_stages = list(STAGE_TABLES)[: list(STAGE_TABLES).index(failed_step)]
+    assert committed == {table for stage in earlier_stages for table in STAGE_TABLES[stage]}
+    for table in TABLES:
+        assert [r for r in during[table] if r[0] == FIRST] == [r for r in before[table] if r[0] == FIRST], table
+        if table not in committed:
+            assert [r for r in during[table] if r[0] == SECOND] == [], table
     assert list((small_disk / "scratch").iterdir()) == []  # no spill file left to fill the disk further
 
     resize(small_disk, 128 * MIB)
@@ -172,7 +187,8 @@ def test_a_full_warehouse_disk_fails_with_a_message_that_says_so_and_what_to_do(
     result = run_day(instance, FIRST)
     assert not result.success
     description = failure_description(result)
-    assert NO_SPACE in description and str(database) in description and "re-execute" in description, description
+    # The message names the full disk by a path on it: the warehouse, its raw zone or its scratch folder.
+    assert NO_SPACE in description and str(small_disk) in description and "re-execute" in description, description
 
 
 def test_a_full_scratch_folder_is_not_mistaken_for_a_bad_file(

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.unit
 # Methods that take SQL text as their first argument: DuckDB's execute, executemany, sql and query, and the
 # warehouse's own query, which hands its text to DuckDB.
 SINKS = frozenset({"execute", "executemany", "sql", "query"})
-# Functions whose result is safe to splice whatever their argument: identifier quoting, and numbers.
-SANITIZERS = frozenset({"qualified", "quote_ident", "int", "len"})
+# Functions whose result is safe to splice whatever their argument: identifier and literal quoting, type names
+# and numbers.
+SANITIZERS = frozenset({"qualified", "quote_ident", "quote_literal", "duckdb_type", "int", "len"})
 # Functions that pass their argument's elements through unchanged.
 PASS_THROUGH = frozenset({"sorted", "list", "tuple", "reversed", "set", "str"})
 

@@ -63,6 +63,18 @@ def txn_id_keys(raw: pl.LazyFrame) -> pl.LazyFrame:
     return raw.select(_clean("txn_id").alias("txn_id")).drop_nulls().unique()
 
 
+def txn_id_bucket(count: int) -> pl.Expr:
+    """Which of `count` buckets a raw row belongs to: every copy of a txn_id, as duplicates are judged, falls in
+    the same one."""
+    return _clean("txn_id").hash(seed=0) % count
+
+
+def valid_amount_total() -> pl.Expr:
+    """The sum of the raw amounts that are valid contract decimals: what a raw partition's total means."""
+    amount = _clean("amount")
+    return pl.when(amount.str.contains(AMOUNT_PATTERN)).then(amount.cast(MONEY)).sum().alias("amount_total")
+
+
 def _parse_date(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.contains(_ISO_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
 

@@ -1,13 +1,11 @@
 """Ingest stage: land a business day's files into raw.ledger, raw.bank and the file log, in one transaction."""
 
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from batch_assets.faults import fault_point
 from batch_assets.landing import (
     FileDigest,
     LandingFile,
@@ -16,15 +14,15 @@ from batch_assets.landing import (
     land_file,
     scan_landing,
 )
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
-from batch_assets.resources import LandingZoneResource, WarehouseResource, run_identity
+from batch_assets.resources import LandingZoneResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import commit_metadata, table_key
-from batch_assets.storage import RAW_AMOUNT_TOTAL_SQL, PartitionWrite, Warehouse
+from batch_assets.stage import StageRun, table_key
+from batch_assets.storage import LandedFile, PartitionWrite, Warehouse
 from batch_assets.transforms.contract import (
-    RAW_SCHEMA,
     SOURCES,
+    STATUS_DUPLICATE,
     STATUS_INGESTED,
     STATUS_REJECTED,
 )
@@ -34,6 +32,7 @@ from batch_assets.transforms.deliveries import (
     mark_duplicates,
     next_file_log,
 )
+from batch_assets.transforms.validate import valid_amount_total
 
 FILE_LOG = "ops.file_log"
 
@@ -80,10 +79,8 @@ def ingest(
     source with a rejected file (or with no file at all) fails and keeps its previous raw data; the other
     source still lands.
     """
-    started = time.perf_counter()
-    day = business_date(context)
-    wh = warehouse.open(context.log)
-    run = run_identity(context)
+    stage = StageRun("ingest", context, warehouse)
+    day, wh, run = stage.day, stage.wh, stage.run
 
     files, ignored = scan_landing(landing.path, day)
     for item in ignored:
@@ -116,11 +113,11 @@ def ingest(
     )
     # Lines, counted while hashing, are the rows to read give or take a header line per file.
     tracker = progress.tracker(context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines")
-    spills: dict[str, Path] = {}
+    landed: dict[str, LandedFile] = {}
     try:
         for file in files:
             if file.name in digests:
-                outcomes[file.name] = _read_to_spill(file, digests, wh, run.run_id, spills)
+                outcomes[file.name] = _land(file, digests[file.name], wh, run.run_id, landed)
                 tracker.advance(digests[file.name].newlines, note=file.name)
             status, reason, _ = outcomes[file.name]
             if status == STATUS_REJECTED:
@@ -143,11 +140,10 @@ def ingest(
                 PartitionWrite(
                     table=_raw_table(source),
                     business_date=day,
-                    data=[spills[name] for name in ingested["file_name"]] or pl.DataFrame(schema=RAW_SCHEMA),
+                    data=[landed[name] for name in ingested["file_name"]],
                     # Zero rows replace the day only when the files themselves say so (header-only files).
                     allow_empty=int(ingested["row_count"].sum() or 0) == 0,
                     input_hashes=ingested["sha256"].to_list(),
-                    amount_total_sql=RAW_AMOUNT_TOTAL_SQL,
                 )
             )
         previous_log = wh.read_partition(FILE_LOG, day)
@@ -162,28 +158,24 @@ def ingest(
                 amount_total_sql=None,
             )
         )
-        fault_point("after_read", "ingest")
-        records = {record.table: record for record in wh.commit(writes, run, stage="ingest")}
+        records = stage.commit(writes)
     finally:
-        for spill in spills.values():
-            spill.unlink(missing_ok=True)
-    fault_point("after_commit", "ingest")
+        # A duplicate's rows were landed under its own name, which nothing lists. Other landed files stay even
+        # when the commit failed: named by content, one may be what the day's current partition lists.
+        for name in deliveries.filter(pl.col("status") == STATUS_DUPLICATE)["file_name"]:
+            if name in landed:
+                landed[name].path.unlink(missing_ok=True)
 
     for source in SOURCES:
         if source in failures:
             continue
-        record = records[_raw_table(source)]
         source_files = deliveries.filter(pl.col("source") == source)
-        yield dg.MaterializeResult(
-            asset_key=table_key(_raw_table(source)),
-            metadata={
-                **commit_metadata(record, started),
-                "input_files": dg.MetadataValue.json(
-                    source_files.select("file_name", "status", "row_count", "sha256").to_dicts()
-                ),
-                "files": dg.MetadataValue.int(source_files.height),
-            },
-            data_version=dg.DataVersion(record.fingerprint),
+        yield stage.result(
+            records[_raw_table(source)],
+            input_files=dg.MetadataValue.json(
+                source_files.select("file_name", "status", "row_count", "sha256").to_dicts()
+            ),
+            files=dg.MetadataValue.int(source_files.height),
         )
     log_record = records[FILE_LOG]
     status_counts = dict(file_log.group_by("status").len().iter_rows())
@@ -206,17 +198,25 @@ def ingest(
         )
 
 
-def _read_to_spill(
-    file: LandingFile, digests: dict, wh: Warehouse, run_id: str, spills: dict[str, Path]
+def _land(
+    file: LandingFile, digest: FileDigest, wh: Warehouse, run_id: str, landed: dict[str, LandedFile]
 ) -> tuple[str, str | None, int | None]:
-    """Read one file strictly into a Parquet spill; (status, reason, rows). A file that cannot be read whole is
-    rejected; a full disk or another fault of the machine is raised."""
-    spill = wh.spill_path(run_id)
-    spills[file.name] = spill
+    """Read one file strictly into the raw zone as Parquet; (status, reason, rows). A file that cannot be read
+    whole is rejected and leaves nothing; a full disk or another fault of the machine is raised."""
+    target = wh.landed_path(_raw_table(file.source), file.business_date, file.name, digest.sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a name of this run, then renamed: a landed file is always whole, and named by its content,
+    # so a re-run of the same bytes writes the very same file.
+    partial = target.with_name(f".{target.name}.{run_id}.partial")
     try:
-        rows = land_file(file, digests[file.name], spill)
+        rows = land_file(file, digest, partial)
+        total = pl.scan_parquet(partial).select(valid_amount_total()).collect().item()
+        partial.replace(target)
     except RejectedFile as error:
         return STATUS_REJECTED, error.reason, None
+    finally:
+        partial.unlink(missing_ok=True)
+    landed[file.name] = LandedFile(file.name, digest.sha256, target, rows, total)
     return STATUS_INGESTED, None, rows
 
 

@@ -1,16 +1,16 @@
 """Exceptions stage: categorise the day's unmatched items and report the breaks and amount mismatches."""
 
-import time
+from collections import Counter
+from decimal import Decimal
 
 import dagster as dg
 import polars as pl
 
-from batch_assets.faults import fault_point
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
-from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import commit_metadata, money_metadata, table_key
-from batch_assets.storage import PartitionWrite
+from batch_assets.stage import StageRun, money_metadata, table_key
+from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite
 from batch_assets.transforms.exceptions import (
     CATEGORY_AMOUNT_MISMATCH,
     classify,
@@ -18,6 +18,7 @@ from batch_assets.transforms.exceptions import (
 )
 
 EXCEPTIONS = "recon.exceptions"
+OPEN_ITEMS = "recon.open_items"
 
 
 @dg.asset(
@@ -33,45 +34,50 @@ EXCEPTIONS = "recon.exceptions"
 )
 @fail_fast_unless_transient
 def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
-    started = time.perf_counter()
-    day = business_date(context)
-    wh = warehouse.open(context.log)
-    left_open = wh.read_partition("recon.open_items", day, ordered=False)
-    reported = exceptions(classify(left_open, matching.parameters().grace_days))
-    source_commit = wh.last_commit("recon.open_items", day)
-    fault_point("after_read", "exceptions")
-    (record,) = wh.commit(
-        [
-            PartitionWrite(
-                EXCEPTIONS,
-                day,
-                reported,
-                allow_empty=True,
-                input_hashes=[source_commit.fingerprint] if source_commit else [],
+    stage = StageRun("exceptions", context, warehouse)
+    wh, day = stage.wh, stage.day
+    grace_days = matching.parameters().grace_days
+    source_commit = wh.last_commit(OPEN_ITEMS, day)
+    items = source_commit.row_count if source_commit else 0
+    figures: Counter[str] = Counter()
+    break_values: dict[str, Decimal] = {}
+    with wh.spill_files(stage.run.run_id) as spill:
+        spills = []
+        # An amount mismatch pairs items of one account, so a big day is classified one bucket of accounts at
+        # a time, and memory follows the bucket, not the day.
+        for bucket in wh.buckets(items, ACCOUNT_BUCKET_KEY):
+            reported = exceptions(
+                classify(wh.read_partition(OPEN_ITEMS, day, bucket=bucket, ordered=False), grace_days)
             )
-        ],
-        run_identity(context),
-        stage="exceptions",
-    )
-    fault_point("after_commit", "exceptions")
-    breaks = reported.filter("is_break")
-    per_currency = dict(breaks.group_by("currency").agg(pl.col("amount").abs().sum()).sort("currency").iter_rows())
-    return dg.MaterializeResult(
-        metadata={
-            **commit_metadata(record, started, rows_processed=left_open.height),
-            "breaks_ledger": dg.MetadataValue.int(breaks.filter(pl.col("source") == "ledger").height),
-            "breaks_bank": dg.MetadataValue.int(breaks.filter(pl.col("source") == "bank").height),
-            "amount_mismatches": dg.MetadataValue.int(
-                reported.filter(
-                    (pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger")
-                ).height
-            ),
-            "expired": dg.MetadataValue.int(reported.filter(pl.col("status") == "expired").height),
-            **{
-                k: v
-                for currency, total in per_currency.items()
-                for k, v in money_metadata(f"break_value_{currency}", total).items()
-            },
+            spills.append(spill(reported))
+            breaks = reported.filter("is_break")
+            figures["breaks_ledger"] += breaks.filter(pl.col("source") == "ledger").height
+            figures["breaks_bank"] += breaks.filter(pl.col("source") == "bank").height
+            figures["amount_mismatches"] += reported.filter(
+                (pl.col("category") == CATEGORY_AMOUNT_MISMATCH) & (pl.col("source") == "ledger")
+            ).height
+            figures["expired"] += reported.filter(pl.col("status") == "expired").height
+            for currency, total in breaks.group_by("currency").agg(pl.col("amount").abs().sum()).iter_rows():
+                break_values[currency] = break_values.get(currency, Decimal(0)) + total
+        records = stage.commit(
+            [
+                PartitionWrite(
+                    EXCEPTIONS,
+                    day,
+                    spills,
+                    allow_empty=True,
+                    input_hashes=[source_commit.fingerprint] if source_commit else [],
+                )
+            ]
+        )
+    return stage.result(
+        records[EXCEPTIONS],
+        rows_processed=items,
+        **{name: dg.MetadataValue.int(figures[name]) for name in ("breaks_ledger", "breaks_bank")},
+        **{name: dg.MetadataValue.int(figures[name]) for name in ("amount_mismatches", "expired")},
+        **{
+            k: v
+            for currency, total in sorted(break_values.items())
+            for k, v in money_metadata(f"break_value_{currency}", total).items()
         },
-        data_version=dg.DataVersion(record.fingerprint),
     )

@@ -1,6 +1,5 @@
 """Match stage: pair the day's ledger and bank candidates, and carry what is left into the next day."""
 
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -8,12 +7,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets.faults import fault_point
-from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL, business_date
+from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
-from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import commit_metadata, table_key
+from batch_assets.stage import StageRun, table_key
 from batch_assets.storage import (
     ACCOUNT_BUCKET_KEY,
     CommitRecord,
@@ -72,11 +70,9 @@ def match(
     progress: ProgressResource,
 ):
     """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
-    started = time.perf_counter()
-    day = business_date(context)
+    stage = StageRun("match", context, warehouse)
+    day, wh, run = stage.day, stage.wh, stage.run
     params = matching.parameters()
-    wh = warehouse.open(context.log)
-    run = run_identity(context)
 
     previous_open = carried_commit(wh, day)
     staged_commits = {}
@@ -109,7 +105,6 @@ def match(
                     [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]
                 ).collect()
                 del staged
-            fault_point("after_read", "match")
             matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
             left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
             _count_bucket(counts, candidates, matches, left_open)
@@ -120,53 +115,41 @@ def match(
                 note=f"bucket {bucket.index + 1} of {bucket.count}: {matches.height:,} matched ledger items",
             )
             del carried, candidates, matches, left_open
-        records = {
-            r.table: r
-            for r in wh.commit(
-                [
-                    # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
-                    PartitionWrite(
-                        MATCHES,
-                        day,
-                        spills[MATCHES],
-                        allow_empty=True,
-                        input_hashes=inputs,
-                        amount_total_sql="sum(ledger_amount)",
-                    ),
-                    PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
-                ],
-                run,
-                stage="match",
-            )
-        }
-    fault_point("after_commit", "match")
+        records = stage.commit(
+            [
+                # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
+                PartitionWrite(
+                    MATCHES,
+                    day,
+                    spills[MATCHES],
+                    allow_empty=True,
+                    input_hashes=inputs,
+                    amount_total_sql="sum(ledger_amount)",
+                ),
+                PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
+            ]
+        )
 
     items = counts["candidates_ledger"] + counts["candidates_bank"]
     matched = counts["matched_ledger"] + counts["matched_bank"]
     # Open items first: they carry the stage's dependency on the previous day.
-    yield dg.MaterializeResult(
-        asset_key=table_key(OPEN_ITEMS),
-        metadata={
-            **commit_metadata(records[OPEN_ITEMS], started, rows_processed=items),
-            **{
-                f"{state}_{source}": dg.MetadataValue.int(counts[f"{state}_{source}"])
-                for source in ("ledger", "bank")
-                for state in ("open", "expired")
-            },
+    yield stage.result(
+        records[OPEN_ITEMS],
+        rows_processed=items,
+        **{
+            f"{state}_{source}": dg.MetadataValue.int(counts[f"{state}_{source}"])
+            for source in ("ledger", "bank")
+            for state in ("open", "expired")
         },
-        data_version=dg.DataVersion(records[OPEN_ITEMS].fingerprint),
     )
-    yield dg.MaterializeResult(
-        asset_key=table_key(MATCHES),
-        metadata={
-            **commit_metadata(records[MATCHES], started, rows_processed=items),
-            "candidates_ledger": counts["candidates_ledger"],
-            "candidates_bank": counts["candidates_bank"],
-            "match_rate": dg.MetadataValue.float(round(matched / items, 6) if items else 1.0),
-            **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in PASSES},
-            "buckets": len(buckets),
-        },
-        data_version=dg.DataVersion(records[MATCHES].fingerprint),
+    yield stage.result(
+        records[MATCHES],
+        rows_processed=items,
+        candidates_ledger=counts["candidates_ledger"],
+        candidates_bank=counts["candidates_bank"],
+        match_rate=dg.MetadataValue.float(round(matched / items, 6) if items else 1.0),
+        **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in PASSES},
+        buckets=len(buckets),
     )
 
 

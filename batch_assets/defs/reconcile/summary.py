@@ -1,17 +1,15 @@
 """Summary stage: the day's reconciliation in numbers, per account and currency, per currency and in total."""
 
-import time
 from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
 from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
-from batch_assets.faults import fault_point
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
-from batch_assets.resources import MatchingResource, WarehouseResource, run_identity
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import commit_metadata, money_metadata, table_key
+from batch_assets.stage import StageRun, money_metadata, table_key
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES
@@ -35,9 +33,8 @@ MATCH_COLUMNS = ["account_id", "currency", "match_pass", "match_id", "ledger_txn
 )
 @fail_fast_unless_transient
 def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
-    started = time.perf_counter()
-    day = business_date(context)
-    wh = warehouse.open(context.log)
+    stage = StageRun("summary", context, warehouse)
+    day, wh = stage.day, stage.wh
     keys = ["account_id", "currency"]
     previous_open = carried_commit(wh, day)
     staged_rows = max(
@@ -77,13 +74,9 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     summary = roll_up(day, pl.concat(per_account))
     commits = {t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))}
     inputs = [c.fingerprint for c in commits.values()]
-    fault_point("after_read", "summary")
-    (record,) = wh.commit(
-        [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)],
-        run_identity(context),
-        stage="summary",
+    records = stage.commit(
+        [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)]
     )
-    fault_point("after_commit", "summary")
     total = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") == ALL)).row(0, named=True)
     per_currency = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") != ALL))
     break_values = {
@@ -93,9 +86,10 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             f"break_value_{row['currency']}", row["break_value_ledger"] + row["break_value_bank"]
         ).items()
     }
-    return dg.MaterializeResult(
-        metadata={
-            **commit_metadata(record, started, rows_processed=total["ledger_items"] + total["bank_items"]),
+    return stage.result(
+        records[SUMMARY],
+        rows_processed=total["ledger_items"] + total["bank_items"],
+        **{
             "match_rate": dg.MetadataValue.float(round(total["match_rate"], 6)),
             **{f"matches_{p}": dg.MetadataValue.int(total[f"matches_{p}"]) for p in PASSES},
             **{
@@ -119,5 +113,4 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                 commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0
             ),
         },
-        data_version=dg.DataVersion(record.fingerprint),
     )

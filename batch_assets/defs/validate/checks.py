@@ -11,6 +11,8 @@ from batch_assets.stage import table_key, threshold_result
 from batch_assets.storage import qualified
 from batch_assets.transforms.contract import SOURCES
 
+QUARANTINE = "staging.quarantine"
+
 
 def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
     staging = f"staging.{source}"
@@ -27,31 +29,32 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
     @fail_fast_unless_transient
     def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
-        per_file = warehouse.open(context.log).query(
-            f"""
-            WITH raw AS (SELECT file_name, count(*) AS n FROM {qualified(f"raw.{source}")}
-                         WHERE business_date = $day GROUP BY file_name),
-                 staged AS (SELECT file_name, count(*) AS n FROM {qualified(staging)}
-                            WHERE business_date = $day GROUP BY file_name),
-                 quarantined AS (SELECT file_name, count(*) AS n FROM {qualified("staging.quarantine")}
-                                 WHERE business_date = $day AND source = $source GROUP BY file_name)
-            SELECT coalesce(raw.file_name, staged.file_name, quarantined.file_name) AS file_name,
-                   coalesce(raw.n, 0) AS raw, coalesce(staged.n, 0) AS staged,
-                   coalesce(quarantined.n, 0) AS quarantined
-            FROM raw FULL JOIN staged USING (file_name) FULL JOIN quarantined USING (file_name)
-            ORDER BY file_name
-            """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            {"day": day, "source": source},
-        )
-        broken = per_file.filter(per_file["raw"] != per_file["staged"] + per_file["quarantined"])
+        # Counted by the commits that wrote the three partitions: the landed files, and the validate stage's
+        # own transaction, in the pass that fingerprinted its rows.
+        figures = warehouse.open(context.log).partition_figures([f"raw.{source}", staging, QUARANTINE], day)
+        raw = figures[f"raw.{source}"].get("rows_by_file", {})
+        staged = figures[staging].get("rows_by_file", {})
+        quarantined = {
+            name: n for name, n in figures[QUARANTINE].get("rows_by_file", {}).items() if name.startswith(f"{source}/")
+        }
+        per_file = [
+            {
+                "file_name": name,
+                "raw": raw.get(name, 0),
+                "staged": staged.get(name, 0),
+                "quarantined": quarantined.get(name, 0),
+            }
+            for name in sorted({*raw, *staged, *quarantined})
+        ]
+        broken = [f for f in per_file if f["raw"] != f["staged"] + f["quarantined"]]
         return dg.AssetCheckResult(
-            passed=broken.is_empty(),
+            passed=not broken,
             metadata={
-                "files": per_file.height,
-                "raw_rows": int(per_file["raw"].sum()),
-                "staged_rows": int(per_file["staged"].sum()),
-                "quarantined_rows": int(per_file["quarantined"].sum()),
-                "unbalanced_files": dg.MetadataValue.json(broken.to_dicts()),
+                "files": len(per_file),
+                "raw_rows": sum(raw.values()),
+                "staged_rows": sum(staged.values()),
+                "quarantined_rows": sum(quarantined.values()),
+                "unbalanced_files": dg.MetadataValue.json(broken),
             },
         )
 
@@ -75,21 +78,18 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     @fail_fast_unless_transient
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         day = business_date(context)
-        table = qualified(staging)
-        (within, earlier, rows) = (
-            warehouse.open(context.log)
-            .query(
-                f"""
-            WITH today AS (SELECT txn_id FROM {table} WHERE business_date = $day)
-            SELECT (SELECT count(*) - count(DISTINCT txn_id) FROM today) AS within_day,
-                   (SELECT count(*) FROM {table} other
-                    WHERE other.business_date < $day AND other.txn_id IN (SELECT txn_id FROM today)) AS on_earlier_days,
-                   (SELECT count(*) FROM today) AS rows
+        wh = warehouse.open(context.log)
+        today = wh.partition_figures([staging], day)[staging]
+        rows = today.get("rows", 0)
+        within = rows - today.get("distinct_txn_ids", 0)
+        (earlier,) = wh.query(
+            f"""
+            SELECT count(*) AS n FROM {qualified(staging)} other
+            WHERE other.business_date < $day
+              AND other.txn_id IN (SELECT txn_id FROM {qualified(staging)} WHERE business_date = $day)
             """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-                {"day": day},
-            )
-            .row(0)
-        )
+            {"day": day},
+        ).row(0)
         return dg.AssetCheckResult(
             passed=within == 0 and earlier == 0,
             metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
@@ -113,19 +113,10 @@ def quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
     day = business_date(context)
-    wh = warehouse.open(context.log)
-    counts = [
-        (
-            source,
-            *wh.query(
-                f"SELECT (SELECT count(*) FROM {qualified(f'raw.{source}')} WHERE business_date = $day), "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-                f"(SELECT count(*) FROM {qualified('staging.quarantine')} WHERE business_date = $day "
-                "AND source = $source)",
-                {"day": day, "source": source},
-            ).row(0),
-        )
-        for source in SOURCES
-    ]
+    raw_tables = [f"raw.{source}" for source in SOURCES]
+    figures = warehouse.open(context.log).partition_figures([*raw_tables, QUARANTINE], day)
+    by_source = figures[QUARANTINE].get("rows_by_source", {})
+    counts = [(source, figures[f"raw.{source}"].get("rows", 0), by_source.get(source, 0)) for source in SOURCES]
     rates = {
         source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0)) for source, raw, quarantined in counts
     }
