@@ -10,9 +10,13 @@ TEST_WORKERS ?= 4
 # What `make check` formats and lints.
 LINT_PATHS := batch_assets batch_assets_tests benchmarks
 # `make bench BENCH_ARGS="--sizes 1000000 --repeats 1"` for a shorter run; --with-20m adds a 20M-row day.
-BENCH_ARGS ?= --sizes 1000000,5000000 --repeats 3
+BENCH_ARGS ?= --sizes 1000,1000000,5000000 --repeats 3
 # Then a 30-day backfill of 10,000-row days through the daemon (benchmarks/backfill.py).
 BACKFILL_ARGS ?= --days 30 --rows 10000
+# Then day 61 against day 1, after 60 reconciled days of 10,000 rows (benchmarks/history.py).
+HISTORY_ARGS ?= --days 60 --rows 10000 --repeats 3
+# Where all three write, and where the targets table (benchmarks/targets.py) reads them.
+BENCH_OUT ?= bench-results
 
 .PHONY: install browser postgres-server check test demo dev bench profile lock clean
 
@@ -48,10 +52,13 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/batch-assets dev
 
-# Times the whole daily job against the ingest floor; results in bench-results/ (docs/performance.md).
+# Times the whole daily job against the ingest floor and the SQL reference, a backfill and a day after 60
+# days of history, then prints the targets table; results in $(BENCH_OUT)/ (docs/performance.md).
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
-	$(BIN)/python -m benchmarks.backfill $(BACKFILL_ARGS)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.backfill $(BACKFILL_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.history $(HISTORY_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.targets --out $(BENCH_OUT)
 
 # Where a day's time goes: py-spy samples an in-process run (PROFILE_ARGS, e.g. --rows 5000000).
 profile: $(STAMP)

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -97,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args(argv)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     work = Path(tempfile.mkdtemp(prefix="batch-assets-backfill-"))
     try:
         home = work / "data"
         generate(start=args.start, days=args.days, rows=args.rows, fmt="csv", seed=args.seed, landing=home / "landing")
         days = [args.start + timedelta(days=i) for i in range(args.days)]
-        result = {**measure(days, home, args.timeout), "rows": args.rows, "machine": report.machine_info(REPO)}
+        result = {
+            **measure(days, home, args.timeout),
+            "rows": args.rows,
+            "machine": report.machine_info(REPO),
+            # benchmarks/targets.py puts this beside results.json only if it was measured in the same round.
+            "started_at": started_at,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -91,11 +91,14 @@ def cmd_floor(args: argparse.Namespace) -> int:
 
 
 def cmd_inprocess(args: argparse.Namespace) -> int:
-    """The day's whole job in this process, the way `batch-assets run` does it: execute_in_process against
-    the real instance in $DAGSTER_HOME, so that its step events can be read afterwards."""
+    """The day's whole job in this process (or --days consecutive days, in order), the way `batch-assets run`
+    does it: execute_in_process against the real instance in $DAGSTER_HOME, so that its step events can be
+    read afterwards."""
+    from datetime import timedelta
+
     from batch_assets.operations import run_days
 
-    return 0 if run_days([args.day]) is None else 1
+    return 0 if run_days([args.day + timedelta(days=i) for i in range(args.days)]) is None else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     floor.add_argument("--database", type=Path, required=True)
     floor.set_defaults(func=cmd_floor)
     inprocess = commands.add_parser("inprocess")
+    inprocess.add_argument("--days", type=int, default=1)
     inprocess.set_defaults(func=cmd_inprocess)
     for command in (gen, floor, inprocess):
         command.add_argument("--day", type=date.fromisoformat, required=True)

@@ -6,6 +6,8 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+import polars as pl
 
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import read_truth, score
@@ -23,11 +25,12 @@ _STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS
 _RUN_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE}
 
 
-def run_stages(dagster_home: Path) -> dict:
-    """The one run in `dagster_home`: its status, its wall time from RUN_START to its end, the seconds of each
-    stage (STEP_START to STEP_SUCCESS or STEP_FAILURE; checks summed), and the time between steps."""
+def run_stages(dagster_home: Path, *, latest: bool = False) -> dict:
+    """The one run in `dagster_home` (with `latest`, the newest of several): its status, its wall time from
+    RUN_START to its end, the seconds of each stage (STEP_START to STEP_SUCCESS or STEP_FAILURE; checks
+    summed), and the time between steps."""
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        runs = instance.get_runs()
+        runs = instance.get_runs(limit=1) if latest else instance.get_runs()
         if len(runs) != 1:
             raise RuntimeError(f"expected one run in {dagster_home}, found {len(runs)}")
         run = runs[0]
@@ -59,6 +62,17 @@ def run_stages(dagster_home: Path) -> dict:
 def accuracy(warehouse: Path, truth: Path, day: date) -> dict:
     """Precision and recall of the day's recon.matches against the generator's true pairs of the day."""
     matches = Warehouse(warehouse).read_partition("recon.matches", day, ["match_id", "ledger_txn_id", "bank_txn_id"])
+    return _scored(matches, truth, day)
+
+
+def reference_accuracy(database: Path, truth: Path, day: date) -> dict:
+    """The same for the matches that benchmarks/reference_sql.py wrote into `database`."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        matches = conn.sql("SELECT match_id, ledger_txn_id, bank_txn_id FROM recon.matches").pl()
+    return _scored(matches, truth, day)
+
+
+def _scored(matches: pl.DataFrame, truth: Path, day: date) -> dict:
     result = score(matches, read_truth(truth, [day]))
     return {
         "precision": result.precision,

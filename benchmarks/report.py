@@ -7,12 +7,15 @@ import os
 import platform
 import statistics
 import subprocess
+from dataclasses import dataclass
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("dagster", "dagster-dg-cli", "dagster-duckdb", "polars", "duckdb", "pyarrow", "numpy")
 GIB = 1024**3
 MODES = {"inprocess": "in-process", "cli": "CLI (dg launch)"}
+BASELINES = {"floor": "floor", "reference": "reference (SQL)"}
 STAGE_COLUMNS = ("ingest", "validate", "match", "exceptions", "summary", "checks")
 
 
@@ -87,8 +90,9 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}%"
 
 
-def markdown(results: dict) -> str:
-    """The medians as a markdown table, with the machine and the command they were measured with."""
+def markdown(results: dict, backfill: dict | None = None, history: dict | None = None) -> str:
+    """The medians as a markdown table, with the machine and the command they were measured with, then the
+    targets (with the backfill's and the history's figures when they are given)."""
     machine = results["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     lines = [
@@ -100,8 +104,10 @@ def markdown(results: dict) -> str:
         "",
         "Seconds are wall time. `startup` is the process's time outside the run (interpreter, imports, loading "
         "the definitions, the instance); `between` is Dagster's time between the steps of the run. The floor "
-        "is the time of its DuckDB statements alone (its process took `startup` more). `CPU s` is the user and "
-        "system time of the whole process. Peak RSS is the whole process tree's.",
+        "and the reference (benchmarks/reference_sql.py, the day's work as bare DuckDB SQL) are the time of "
+        "their DuckDB statements alone (their processes took `startup` more). `CPU s` is the user and system "
+        "time of the whole process. Peak RSS is the whole process tree's. The ratios are each run's total over "
+        "the same run's floor or reference, then the median.",
         "",
         f"The machine's 1-minute load average before each measurement was {_load_range(results)}.",
         "",
@@ -117,6 +123,7 @@ def markdown(results: dict) -> str:
         "rows/s",
         "peak RSS GiB",
         "total / floor",
+        "total / reference",
         "precision",
         "recall",
     ]
@@ -124,24 +131,28 @@ def markdown(results: dict) -> str:
     for size in results["sizes"]:
         median = size["median"]
         rows = f"{size['rows_per_side']:,}"
-        floor = median.get("floor", {})
         spread = median.get("total_seconds_range", {})
-        table.append(
-            [
-                rows,
-                "floor",
-                _total(floor.get("seconds"), spread.get("floor")),
-                _num(floor.get("cpu_seconds")),
-                _num(_floor_startup(floor)),
-                *[""] * len(STAGE_COLUMNS),
-                "",
-                _num(floor.get("rows_per_s"), 0),
-                _num(_gib(floor), 3),
-                "",
-                "",
-                "",
-            ]
-        )
+        for name, label in BASELINES.items():
+            figures = median.get(name, {})
+            if not figures:
+                continue
+            table.append(
+                [
+                    rows,
+                    label,
+                    _total(figures.get("seconds"), spread.get(name)),
+                    _num(figures.get("cpu_seconds")),
+                    _num(_baseline_startup(figures)),
+                    *[""] * len(STAGE_COLUMNS),
+                    "",
+                    _num(figures.get("rows_per_s"), 0),
+                    _num(_gib(figures), 3),
+                    "",
+                    "",
+                    _pct(figures.get("precision")),
+                    _pct(figures.get("recall")),
+                ]
+            )
         for mode, label in MODES.items():
             figures = median.get(mode)
             if not figures:
@@ -159,6 +170,7 @@ def markdown(results: dict) -> str:
                     _num(figures.get("rows_per_s"), 0),
                     _num(_gib(figures), 3),
                     _num(median.get("ratio_to_floor", {}).get(mode)),
+                    _num(median.get("ratio_to_reference", {}).get(mode)),
                     _pct(figures.get("precision")),
                     _pct(figures.get("recall")),
                 ]
@@ -168,11 +180,12 @@ def markdown(results: dict) -> str:
         f"{size['rows_per_side']:,} rows, run {run['repeat']}, {mode}: {run[mode]['error']}"
         for size in results["sizes"]
         for run in size["runs"]
-        for mode in ("floor", *MODES)
+        for mode in (*BASELINES, *MODES)
         if isinstance(run.get(mode), dict) and run[mode].get("error")
     ]
     if failures:
         lines += ["", "Failed measurements (left out of the medians):", *[f"- {text}" for text in failures]]
+    lines += ["", "## Targets", "", targets_markdown(targets(results, backfill, history))]
     return "\n".join(lines) + "\n"
 
 
@@ -182,10 +195,10 @@ def _total(median: float | None, spread: list[float] | None) -> str:
     return f"{_num(median)} ({_num(spread[0])}–{_num(spread[1])})"
 
 
-def _floor_startup(floor: dict) -> float | None:
-    if "process_wall_seconds" not in floor:
+def _baseline_startup(figures: dict) -> float | None:
+    if "process_wall_seconds" not in figures:
         return None
-    return floor["process_wall_seconds"] - floor["seconds"]
+    return figures["process_wall_seconds"] - figures["seconds"]
 
 
 def _load_range(results: dict) -> str:
@@ -204,8 +217,138 @@ def _gib(figures: dict) -> float | None:
     return None if peak is None else peak / GIB
 
 
-def write_markdown(results: dict, out: Path) -> Path:
+def write_markdown(results: dict, out: Path, backfill: dict | None = None, history: dict | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.md"
-    path.write_text("# Benchmark results\n\n" + markdown(results))
+    path.write_text("# Benchmark results\n\n" + markdown(results, backfill, history))
     return path
+
+
+# The targets of issue 13 that `make bench` measures: which figure, its limit, and its unit.
+FIVE_MILLION = 5_000_000
+TWENTY_MILLION = 20_000_000
+SMALL_DAY = 1_000
+BACKFILL_SHAPE = (30, 10_000)  # days, ledger rows a day
+HISTORY_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Target:
+    measure: str
+    target: str
+    limit: float
+    unit: str
+
+
+TARGETS = {
+    "floor": Target("5M a side, whole day through Dagster, against the floor", "≤ 3×", 3.0, "×"),
+    "reference": Target("5M a side, against reference_sql.py", "≤ 2.5×", 2.5, "×"),
+    "rss_5m": Target("5M a side, peak RSS of the process tree", "≤ 1.5 GiB", 1.5, " GiB"),
+    "rss_20m": Target("20M a side, peak RSS", "≤ 2 GiB", 2.0, " GiB"),
+    "small_day": Target("1,000-row day, whole process (`dg launch`)", "≤ 3 s", 3.0, " s"),
+    "backfill": Target("30-day backfill of 10,000-row days through the daemon", "≤ 60 s", 60.0, " s"),
+    "history": Target("day 61 against day 1 (same size, 60 days of history)", "≤ 1.1×", 1.1, "×"),
+}
+
+
+def _size(results: dict, rows: int) -> dict | None:
+    return next((size for size in results["sizes"] if size["rows_per_side"] == rows and "median" in size), None)
+
+
+def _worst(per_mode: dict[str, float], unit: str) -> tuple[float | None, str]:
+    """The largest figure over the modes (a target holds only if it holds for each), and all of them."""
+    if not per_mode:
+        return None, ""
+    shown = ", ".join(f"{MODES.get(mode, mode)} {value:.2f}{unit}" for mode, value in per_mode.items())
+    return max(per_mode.values()), shown + ("; the larger is quoted" if len(per_mode) > 1 else "")
+
+
+def _measured(results: dict, backfill: dict | None, history: dict | None) -> dict[str, tuple[float | None, str]]:
+    """Each target's value (None when not measured in this round) and how it was measured, or how to."""
+    out: dict[str, tuple[float | None, str]] = {}
+    five = _size(results, FIVE_MILLION)
+    for key, ratio in (("floor", "ratio_to_floor"), ("reference", "ratio_to_reference")):
+        out[key] = _worst(five["median"].get(ratio, {}), "×") if five else (None, "")
+    for key, size in (("rss_5m", five), ("rss_20m", _size(results, TWENTY_MILLION))):
+        per_mode = {m: size["median"][m]["peak_rss_bytes"] / GIB for m in MODES if m in size["median"]} if size else {}
+        out[key] = _worst(per_mode, " GiB")
+    small = _size(results, SMALL_DAY)
+    cli = small["median"].get("cli") if small else None
+    out["small_day"] = (cli["total_seconds"], "median of the `dg launch` runs at 1,000 rows") if cli else (None, "")
+    if backfill:
+        shape = (backfill["days"], backfill["rows"])
+        note = f"{backfill['runs']} runs, {backfill['succeeded']} succeeded"
+        if shape == BACKFILL_SHAPE:
+            out["backfill"] = (backfill["wall_seconds"], note)
+        else:
+            out["backfill"] = (
+                None,
+                f"measured {shape[0]} days of {shape[1]:,} rows instead: {backfill['wall_seconds']:.1f} s",
+            )
+    if history:
+        note = (
+            f"{history['rows']:,} rows a side, median of {history['repeats']} per-run ratios; day 1 "
+            f"{history['day_1']['median_seconds']:.2f} s, day {history['history_days'] + 1} "
+            f"{history['day_n']['median_seconds']:.2f} s"
+        )
+        if history["history_days"] == HISTORY_DAYS and history.get("ratio") is not None:
+            out["history"] = (history["ratio"], note)
+        else:
+            out["history"] = (None, f"measured with {history['history_days']} days of history instead: {note}")
+    return out
+
+
+HOW_TO_MEASURE = {
+    "floor": "needs 5000000 in --sizes",
+    "reference": "needs 5000000 in --sizes",
+    "rss_5m": "needs 5000000 in --sizes",
+    "rss_20m": "needs --with-20m",
+    "small_day": "needs 1000 in --sizes and cli in --modes",
+    "backfill": "python -m benchmarks.backfill, then python -m benchmarks.targets",
+    "history": "python -m benchmarks.history, then python -m benchmarks.targets",
+}
+
+
+def targets(results: dict, backfill: dict | None = None, history: dict | None = None) -> list[dict]:
+    """One row per target, measured or not: measure, value, target, met (None when not measured), and how."""
+    measured = _measured(results, backfill, history)
+    rows = []
+    for key, target in TARGETS.items():
+        value, how = measured.get(key, (None, ""))
+        rows.append(
+            {
+                "key": key,
+                "measure": target.measure,
+                "value": value,
+                "shown": "not measured" if value is None else f"{value:.2f}{target.unit}",
+                "target": target.target,
+                "met": None if value is None else value <= target.limit,
+                "how": how if value is not None or how else HOW_TO_MEASURE[key],
+            }
+        )
+    return rows
+
+
+def targets_markdown(rows: list[dict]) -> str:
+    met = {True: "yes", False: "**no**", None: ""}
+    lines = ["| measure | value | target | met | how it was measured |", "|---|---|---|---|---|"]
+    lines += [f"| {r['measure']} | {r['shown']} | {r['target']} | {met[r['met']]} | {r['how']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _finished_since(path: Path, started_at: str) -> dict | None:
+    """The JSON at `path` if it was measured in the same round as results.json (finished after it started)."""
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finished = figures.get("finished_at")
+    if not finished or datetime.fromisoformat(finished) < datetime.fromisoformat(started_at):
+        return None
+    return figures
+
+
+def companions(results: dict, out: Path) -> dict[str, dict | None]:
+    """backfill.json and history.json from `out`, each only if it belongs to this round of results.json: an
+    older file would put another day's figure beside these."""
+    return {name: _finished_since(out / f"{name}.json", results["started_at"]) for name in ("backfill", "history")}

@@ -1,4 +1,4 @@
-"""`make bench`: generate days of N rows a side, then time the ingest floor and the whole daily job per run."""
+"""`make bench`: generate days of N rows a side, then time the ingest floor, the SQL reference and the daily job."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ from pathlib import Path
 
 from batch_assets import settings
 from benchmarks import report
-from benchmarks.collect import accuracy, run_stages
+from benchmarks.collect import accuracy, reference_accuracy, run_stages
 from benchmarks.proctree import ChildResult, run_measured
 
 REPO = Path(__file__).resolve().parents[1]
 # A Monday just after the partitions' start date, so that it is a partition on any clock after 2025.
 DEFAULT_DAY = date(2025, 1, 6)
 TWENTY_MILLION = 20_000_000
+# What each run of the day measures besides the pipeline, and the per-run ratios of its total to them.
+BASELINES = ("floor", "reference")
+RATIOS = {"ratio_to_floor": "floor", "ratio_to_reference": "reference"}
 PATH_SETTINGS = (
     settings.HOME,
     settings.LANDING,
@@ -46,11 +49,16 @@ def _sizes(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument(
-        "--sizes", type=_sizes, default=[1_000_000, 5_000_000], help="ledger rows per day, comma-separated"
+        "--sizes",
+        type=_sizes,
+        default=[1_000, 1_000_000, 5_000_000],
+        help="ledger rows per day, comma-separated (1,000 gives the small-day row of the targets)",
     )
     parser.add_argument("--with-20m", action="store_true", help="also a day of 20M rows a side")
     parser.add_argument("--repeats", type=int, default=3, help="runs per size; the tables quote the median")
-    parser.add_argument("--modes", default="inprocess,cli", help="inprocess, cli or both (the floor always runs)")
+    parser.add_argument(
+        "--modes", default="inprocess,cli", help="inprocess, cli or both (the floor and the reference always run)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="where results.json and results.md go")
     parser.add_argument("--work-dir", type=Path, help="where generated days and run folders go (default: a temp dir)")
     parser.add_argument("--day", type=date.fromisoformat, default=DEFAULT_DAY, help="the business day to generate")
@@ -181,54 +189,107 @@ def measure_floor(args: argparse.Namespace, day: GeneratedDay, folder: Path) -> 
     }
 
 
-def measure_pipeline(args: argparse.Namespace, mode: str, day: GeneratedDay, folder: Path) -> dict:
-    """The day's whole job, every asset and check, in one fresh data folder and Dagster instance."""
+def measure_reference(args: argparse.Namespace, day: GeneratedDay, folder: Path) -> dict:
+    """benchmarks/reference_sql.py on the day: the same day's work as bare SQL, in its own process and
+    fresh folder; its time is its DuckDB statements alone, as the floor's is."""
     data = _fresh(folder, day.landing)
+    database = data / "reference.duckdb"
+    result_file = folder / "reference.json"
+    result = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.reference_sql",
+            "--landing",
+            str(data / "landing"),
+            "--day",
+            args.day.isoformat(),
+            "--db",
+            str(database),
+            "--result",
+            str(result_file),
+        ],
+        env=run_environment(data),
+        cwd=REPO,
+        log=folder / "reference.log",
+        timeout_seconds=args.timeout,
+    )
+    if result.returncode != 0:
+        return _failure(result, "the reference")
+    reference = json.loads(result_file.read_text())
+    return {
+        **reference,
+        "process_wall_seconds": result.wall_seconds,
+        "rows_per_s": day.input_rows / reference["seconds"],
+        **_process(result),
+        **reference_accuracy(database, day.truth, args.day),
+    }
+
+
+def pipeline_command(mode: str, day: date) -> list[str]:
+    if mode == "inprocess":
+        return [sys.executable, "-m", "benchmarks.children", "inprocess", "--day", day.isoformat()]
+    # `dg launch --job` executes the job in this one process (dagster's `job execute` underneath),
+    # reading the code location from pyproject.toml's [tool.dg] block, so the working directory is the repo.
+    return [
+        str(Path(sys.executable).with_name("dg")),
+        "launch",
+        "--job",
+        "daily_reconciliation",
+        "--partition",
+        day.isoformat(),
+    ]
+
+
+def time_pipeline(mode: str, day: date, data: Path, folder: Path, timeout: float, *, history: bool = False) -> dict:
+    """The day's whole job, every asset and check, as one process against the data folder `data` and its
+    Dagster instance, which holds no other run unless `history` (then the newest run is this one)."""
     env = run_environment(data)
     dagster_home = Path(env["DAGSTER_HOME"])
     settings.write_instance_config(dagster_home)
-    if mode == "inprocess":
-        command = [sys.executable, "-m", "benchmarks.children", "inprocess", "--day", args.day.isoformat()]
-    else:
-        # `dg launch --job` executes the job in this one process (dagster's `job execute` underneath),
-        # reading the code location from pyproject.toml's [tool.dg] block, so the working directory is the repo.
-        command = [
-            str(Path(sys.executable).with_name("dg")),
-            "launch",
-            "--job",
-            "daily_reconciliation",
-            "--partition",
-            args.day.isoformat(),
-        ]
-    result = run_measured(command, env=env, cwd=REPO, log=folder / f"{mode}.log", timeout_seconds=args.timeout)
+    command = pipeline_command(mode, day)
+    result = run_measured(command, env=env, cwd=REPO, log=folder / f"{mode}.log", timeout_seconds=timeout)
     if result.returncode != 0:
         return _failure(result, f"the {mode} run")
-    run = run_stages(dagster_home)
+    run = run_stages(dagster_home, latest=history)
     if run["run_status"] != "SUCCESS":
         return {"error": f"run {run['run_id']} ended {run['run_status']}", **run}
     return {
         "total_seconds": result.wall_seconds,
         "startup_seconds": result.wall_seconds - run["run_seconds"],
         **run,
-        "rows_per_s": day.input_rows / result.wall_seconds,
         **_process(result),
+    }
+
+
+def measure_pipeline(args: argparse.Namespace, mode: str, day: GeneratedDay, folder: Path) -> dict:
+    """The day's whole job in one fresh data folder and Dagster instance, with its accuracy."""
+    data = _fresh(folder, day.landing)
+    figures = time_pipeline(mode, args.day, data, folder, args.timeout)
+    if "error" in figures:
+        return figures
+    return {
+        **figures,
+        "rows_per_s": day.input_rows / figures["total_seconds"],
         **accuracy(data / "warehouse.duckdb", day.truth, args.day),
     }
 
 
 def summarise(runs: list[dict], modes: list[str]) -> dict:
-    """Medians over the runs that succeeded; each ratio to the floor is taken within its own run first."""
+    """Medians over the runs that succeeded; each ratio to the floor or the reference is taken within its own
+    run first."""
     median: dict = {}
-    for name in ("floor", *modes):
+    for name in (*BASELINES, *modes):
         ok = [run[name] for run in runs if "error" not in run[name]]
         if ok:
             median[name] = report.median_of(ok)
-    ratios = {mode: [run["ratio_to_floor"][mode] for run in runs if mode in run["ratio_to_floor"]] for mode in modes}
-    median["ratio_to_floor"] = {mode: statistics.median(values) for mode, values in ratios.items() if values}
+    for key in RATIOS:
+        ratios = {mode: [run[key][mode] for run in runs if mode in run[key]] for mode in modes}
+        median[key] = {mode: statistics.median(values) for mode, values in ratios.items() if values}
     # On a shared machine the spread says how far to trust the median.
     totals = {
         name: [run[name].get("total_seconds", run[name].get("seconds")) for run in runs if "error" not in run[name]]
-        for name in ("floor", *modes)
+        for name in (*BASELINES, *modes)
     }
     median["total_seconds_range"] = {name: [min(values), max(values)] for name, values in totals.items() if values}
     return median
@@ -262,27 +323,30 @@ def main(argv: list[str] | None = None) -> int:
         size = {"rows_per_side": rows, "input_rows": day.input_rows, "generated": day.figures, "runs": []}
         results["sizes"].append(size)
         for repeat in range(1, args.repeats + 1):
-            run: dict = {"repeat": repeat, "ratio_to_floor": {}}
+            run: dict = {"repeat": repeat, **{key: {} for key in RATIOS}}
             run["floor"] = measure_floor(args, day, folder / f"run-{repeat}-floor")
+            run["reference"] = measure_reference(args, day, folder / f"run-{repeat}-reference")
             for mode in modes:
                 run[mode] = measure_pipeline(args, mode, day, folder / f"run-{repeat}-{mode}")
-                if "error" not in run[mode] and "error" not in run["floor"]:
-                    run["ratio_to_floor"][mode] = run[mode]["total_seconds"] / run["floor"]["seconds"]
+                for key, baseline in RATIOS.items():
+                    if "error" not in run[mode] and "error" not in run[baseline]:
+                        run[key][mode] = run[mode]["total_seconds"] / run[baseline]["seconds"]
             size["runs"].append(run)
-            failed |= any("error" in run[name] for name in ("floor", *modes))
+            failed |= any("error" in run[name] for name in (*BASELINES, *modes))
             print(_progress(rows, run, modes), flush=True)
             size["median"] = summarise(size["runs"], modes)
             # Written after every run, so that an interrupted benchmark keeps what it measured.
             report.write_json(results, args.out)
             if not args.keep:
-                for name in ("floor", *modes):
+                for name in (*BASELINES, *modes):
                     shutil.rmtree(folder / f"run-{repeat}-{name}", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     json_path = report.write_json(results, args.out)
-    md_path = report.write_markdown(results, args.out)
+    companions = report.companions(results, args.out)
+    md_path = report.write_markdown(results, args.out, **companions)
     print()
-    print(report.markdown(results))
+    print(report.markdown(results, **companions))
     print(f"results: {json_path} and {md_path}")
     if not args.keep and args.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -291,13 +355,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _progress(rows: int, run: dict, modes: list[str]) -> str:
     parts = [f"{rows:,} rows, run {run['repeat']}:"]
-    for name in ("floor", *modes):
+    for name in (*BASELINES, *modes):
         figures = run[name]
         if "error" in figures:
             parts.append(f"{name} FAILED ({figures['error']})")
-        else:
-            seconds = figures.get("total_seconds", figures.get("seconds"))
-            parts.append(f"{name} {seconds:.2f}s {figures['peak_rss_bytes'] / report.GIB:.2f} GiB")
+            continue
+        seconds = figures.get("total_seconds", figures.get("seconds"))
+        text = f"{name} {seconds:.2f}s {figures['peak_rss_bytes'] / report.GIB:.2f} GiB"
+        if "matches" in figures:
+            text += f" {figures['matches']:,} matches"
+        parts.append(text)
     return "  ".join(parts)
 
 
