@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import fcntl
-import http.client
 import json
 import logging
 import os
 import random
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +123,12 @@ class AlertResource(Settings):
     def _post(self, record: Mapping[str, Any], log: Any) -> str:
         """POST the alert to the webhook, retrying connection errors and 5xx; the outcome, never an exception.
         Messages leave out the URL: a Slack webhook URL is a secret."""
+        # The HTTP client only where an alert is posted: every process that loads the definitions imports this
+        # module, and most never send an alert.
+        import http.client
+        import urllib.error
+        import urllib.request
+
         request = None
         if not self.webhook_url.startswith(("http://", "https://")):
             outcome = "the webhook URL is not an http(s) URL"

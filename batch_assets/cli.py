@@ -9,7 +9,8 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from batch_assets import settings
+# Nothing of the package or of Dagster at module level: `batch-assets --help` and a mistyped argument answer
+# without importing Dagster (a second of start-up); each command imports what it uses.
 
 DEMO_START = date(2026, 11, 2)
 
@@ -35,6 +36,7 @@ def _days(start: date, count: int) -> list[date]:
 def cmd_env(args: argparse.Namespace) -> int:
     """Print every setting as a shell export with the value a run started now would use (the variable where set,
     else the default): `eval "$(batch-assets env)"`."""
+    from batch_assets import settings
     from batch_assets.definitions import defs
 
     if args.markdown:
@@ -57,6 +59,7 @@ def _landing() -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from batch_assets import settings
     from batch_assets.generator import generate
 
     settings.apply_launch_environment()
@@ -81,6 +84,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daily job for each day from --start, in order, stopping at the first failed day."""
+    from batch_assets import settings
     from batch_assets.operations import run_days
 
     settings.apply_launch_environment()
@@ -94,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the per-day ingest and reconciliation tables from the warehouse."""
+    from batch_assets import settings
+
     settings.apply_launch_environment()
     _print_tables(_days(args.start, args.days) if args.start else None, Path(args.truth) if args.truth else None)
     return 0
@@ -117,6 +123,7 @@ def _print_tables(days: list[date] | None, truth: Path | None) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a week of sample data, run every day through Dagster, print what happened."""
+    from batch_assets import settings
     from batch_assets.generator import generate
     from batch_assets.operations import run_days
 
@@ -141,6 +148,7 @@ def cmd_files(args: argparse.Namespace) -> int:
     """What was delivered for a day, and what happened to each file."""
     import polars as pl
 
+    from batch_assets import settings
     from batch_assets.operations import file_report, print_report, quarantine_report
 
     settings.apply_launch_environment()
@@ -157,6 +165,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from batch_assets import settings
     from batch_assets.operations import cancel_run
 
     settings.apply_launch_environment()
@@ -165,6 +174,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_reexecute(args: argparse.Namespace) -> int:
+    from batch_assets import settings
     from batch_assets.operations import reexecute_from_failure
 
     settings.apply_launch_environment()
@@ -173,6 +183,8 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the Dagster webserver and daemon for this code location, bound to loopback by default."""
+    from batch_assets import settings
+
     values = settings.apply_launch_environment()
     dg = Path(sys.executable).with_name("dg")
     command = [str(dg), "dev", "--host", args.host, "--port", str(args.port)]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
@@ -15,7 +16,10 @@ from batch_assets import dagster_internals, settings
 from batch_assets.alerts import error_text
 from batch_assets.resources import WarehouseResource
 from batch_assets.storage import Warehouse
-from batch_assets.transforms.scoring import Score, read_truth, score
+
+if TYPE_CHECKING:
+    # Scoring against the generator's ground truth is report code: imported where a report asks for it.
+    from batch_assets.transforms.scoring import Score
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -123,6 +127,8 @@ def break_value_report(days: Sequence[date] | None = None) -> pl.DataFrame:
 def day_score(day: date, truth: Path) -> Score | None:
     """Score one business day's recon.matches against the ground truth of the same day (pairs whose later
     side is booked that day), or None when the truth folder has nothing for the day."""
+    from batch_assets.transforms.scoring import read_truth, score
+
     if not (truth / day.isoformat() / "pairs.parquet").exists():
         return None
     matches = warehouse().read_partition("recon.matches", day)
