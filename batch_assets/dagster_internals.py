@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 
@@ -31,3 +33,22 @@ def cancel_run(instance: dg.DagsterInstance, run_id: str) -> None:
 def mark_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
     """Record a run as canceled when nothing answered the cancel request (its worker is dead)."""
     instance.report_run_canceled(run, message=message)
+
+
+def latest_materialization(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> Any:
+    """What a check evaluation of one partition points at, so that the UI shows it on that partition: the
+    partition's latest materialisation. Dagster records it itself for a check of a one-partition run; over a
+    range only an evaluation built by hand is per partition, and its target class is not exported."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    latest = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )

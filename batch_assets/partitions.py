@@ -29,5 +29,15 @@ WAREHOUSE_POOL = "warehouse"
 
 
 def business_date(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
-    """The business date of the partition being run."""
+    """The business date of a run of one partition."""
     return date.fromisoformat(context.partition_key)
+
+
+def business_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
+    """The business dates a run covers, in order: its one day, or every day of a backfilled range, which a
+    single-run backfill hands to each step at once."""
+    return sorted(date.fromisoformat(key) for key in context.partition_keys)
+
+
+# Every asset takes a backfilled range of days in one run, day by day in order (each day still commits alone).
+ONE_RUN = dg.BackfillPolicy.single_run()

@@ -33,7 +33,8 @@ class WarehouseResource(Settings, DuckDBResource):
     memory_limit: str = setting(
         "",
         settings.DUCKDB_MEMORY_LIMIT,
-        "DuckDB memory limit such as 2GB; empty means DuckDB's default (80% of RAM)",
+        "DuckDB memory limit such as 2GB; empty derives it from the bucket size (1 KiB a bucket row, at least "
+        "512 MiB), or leaves DuckDB's default (80% of RAM) when days are taken in one pass",
         kind="size",
         pattern=MEMORY_SIZE,
     )
@@ -56,6 +57,9 @@ class WarehouseResource(Settings, DuckDBResource):
             config["threads"] = self.threads
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
+        elif self.bucket_rows > 0:
+            # A stage holds about one bucket at a time, so DuckDB needs no more than a bucket's worth either.
+            config["memory_limit"] = f"{max(512, self.bucket_rows // 1024)}MiB"
         return Warehouse(
             self.path,
             lock_timeout_seconds=self.lock_timeout_seconds,

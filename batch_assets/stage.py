@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 
+from batch_assets import dagster_internals
 from batch_assets.faults import fault_point
-from batch_assets.partitions import business_date
+from batch_assets.partitions import business_dates
 from batch_assets.resources import WarehouseResource, run_identity
-from batch_assets.storage import CommitRecord, PartitionWrite
+from batch_assets.storage import CommitRecord, PartitionWrite, RunIdentity, Warehouse
 
 
 def table_key(table: str) -> dg.AssetKey:
@@ -65,13 +68,9 @@ class StageRun:
     """One stage of one day: its warehouse, the run that fences its writes, the fault points around its one
     commit, and its results. A stage is its transform, its writes and the metadata it adds."""
 
-    def __init__(self, name: str, context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
-        self.name = name
-        self.context = context
+    def __init__(self, name: str, context: dg.AssetExecutionContext, wh: Warehouse, run: RunIdentity, day: date):
+        self.name, self.context, self.wh, self.run, self.day = name, context, wh, run, day
         self.started = time.perf_counter()
-        self.day = business_date(context)
-        self.wh = warehouse.open(context.log)
-        self.run = run_identity(context)
 
     def commit(self, writes: list[PartitionWrite]) -> dict[str, CommitRecord]:
         """Commit every write in one transaction, between the stage's fault points; the records by table."""
@@ -88,3 +87,66 @@ class StageRun:
             metadata={**commit_metadata(record, self.started, rows_processed), **metadata},
             data_version=dg.DataVersion(record.fingerprint),
         )
+
+
+def run_stage(
+    name: str,
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    one_day: Callable[[StageRun], Iterable[dg.MaterializeResult]],
+) -> Iterator[dg.MaterializeResult]:
+    """Run a stage over the run's days in order, each day its own commit.
+
+    A run of one day yields that day's results as they are. A backfilled range runs in one step: each day's
+    metadata goes onto its own partition, and one result per table closes the step. When a day fails, the days
+    before it are recorded as materialised (and no later one), then the failure is raised."""
+    days = business_dates(context)
+    wh, run = warehouse.open(context.log), run_identity(context)
+    if len(days) == 1:
+        yield from one_day(StageRun(name, context, wh, run, days[0]))
+        return
+    done: list[tuple[date, dg.MaterializeResult]] = []
+    try:
+        for day in days:
+            for result in one_day(StageRun(name, context, wh, run, day)):
+                done.append((day, result))
+    except Exception:
+        for day, result in done:
+            context.log_event(
+                dg.AssetMaterialization(result.asset_key, partition=day.isoformat(), metadata=result.metadata)
+            )
+        raise
+    for day, result in done:
+        context.add_asset_metadata(
+            dict(result.metadata or {}), asset_key=result.asset_key, partition_key=day.isoformat()
+        )
+    for key in dict.fromkeys(result.asset_key for _, result in done):
+        yield dg.MaterializeResult(asset_key=key, metadata={"days_in_run": dg.MetadataValue.int(len(days))})
+
+
+def run_check(
+    context: dg.AssetCheckExecutionContext, one_day: Callable[[date], dg.AssetCheckResult]
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+    """Evaluate a check for each of the run's days. Over a backfilled range, each day's result is recorded on
+    its own partition, against that day's latest materialisation, and a blocking check that fails on any day
+    stops the steps after it for the whole range."""
+    days = business_dates(context)
+    if len(days) == 1:
+        yield one_day(days[0])
+        return
+    (spec,) = context.check_specs
+    for day in days:
+        result = one_day(day)
+        yield dg.AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            blocking=spec.blocking,
+            partition=day.isoformat(),
+            target_materialization_data=dagster_internals.latest_materialization(
+                context.instance, spec.asset_key, day.isoformat()
+            ),
+        )
+    yield dg.Output(None)

@@ -14,11 +14,11 @@ from batch_assets.landing import (
     land_file,
     scan_landing,
 )
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ONE_RUN, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import LandingZoneResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, table_key
+from batch_assets.stage import StageRun, run_stage, table_key
 from batch_assets.storage import LandedFile, PartitionWrite, Warehouse
 from batch_assets.transforms.contract import (
     SOURCES,
@@ -63,6 +63,7 @@ def _raw_table(source: str) -> str:
         ),
     ],
     partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRY,
 )
@@ -79,13 +80,17 @@ def ingest(
     source with a rejected file (or with no file at all) fails and keeps its previous raw data; the other
     source still lands.
     """
-    stage = StageRun("ingest", context, warehouse)
+    yield from run_stage("ingest", context, warehouse, lambda stage: _ingest_day(stage, landing, progress))
+
+
+def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: ProgressResource):
+    """One day of the stage."""
     day, wh, run = stage.day, stage.wh, stage.run
 
     files, ignored = scan_landing(landing.path, day)
     for item in ignored:
         if day.isoformat() in item.name:
-            context.log.warning(f"ignored {item.name}: {item.reason}")
+            stage.context.log.warning(f"ignored {item.name}: {item.reason}")
     # Every listed file is judged in this run, whatever happens to the others: a file that cannot even be
     # hashed is rejected here and recorded with the rest, instead of ending the run before any is recorded.
     digests: dict[str, FileDigest] = {}
@@ -112,7 +117,9 @@ def ingest(
         schema=DELIVERY_SCHEMA,
     )
     # Lines, counted while hashing, are the rows to read give or take a header line per file.
-    tracker = progress.tracker(context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines")
+    tracker = progress.tracker(
+        stage.context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines"
+    )
     landed: dict[str, LandedFile] = {}
     try:
         for file in files:
@@ -121,7 +128,7 @@ def ingest(
                 tracker.advance(digests[file.name].newlines, note=file.name)
             status, reason, _ = outcomes[file.name]
             if status == STATUS_REJECTED:
-                context.log.error(f"rejected {file.name}: {reason}")
+                stage.context.log.error(f"rejected {file.name}: {reason}")
         ingested_elsewhere = wh.query(
             "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date < ? "
             "AND sha256 IN (SELECT sha256 FROM deliveries)",

@@ -1,14 +1,14 @@
 """Checks of the reconciliation: items conserved, matched once, matches balance, and the summary's thresholds."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import dagster as dg
 
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL
 from batch_assets.resources import ThresholdsResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import table_key, threshold_result
+from batch_assets.stage import run_check, table_key, threshold_result
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.summary import ALL
 
@@ -25,31 +25,33 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
-    def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        day = business_date(context)
-        # Every figure comes from the commits that wrote the partitions (the stage's own transaction).
-        tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items"]
-        wh = warehouse.open(context.log)
-        today = wh.partition_figures(tables, day)
-        yesterday = wh.partition_figures(["recon.open_items"], day - timedelta(days=1))
-        open_today, matches = today["recon.open_items"], today["recon.matches"]
-        sides = {
-            source: {
-                "staged": today[f"staging.{source}"].get("rows", 0),
-                "carried_in": yesterday["recon.open_items"].get("carried_by_source", {}).get(source, 0),
-                "matched": matches.get(f"distinct_{source}_txn_ids", 0),
-                "carried_out": open_today.get("carried_by_source", {}).get(source, 0),
-                "expired": open_today.get("expired_by_source", {}).get(source, 0),
+    def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def one_day(day: date) -> dg.AssetCheckResult:
+            # Every figure comes from the commits that wrote the partitions (the stage's own transaction).
+            tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items"]
+            wh = warehouse.open(context.log)
+            today = wh.partition_figures(tables, day)
+            yesterday = wh.partition_figures(["recon.open_items"], day - timedelta(days=1))
+            open_today, matches = today["recon.open_items"], today["recon.matches"]
+            sides = {
+                source: {
+                    "staged": today[f"staging.{source}"].get("rows", 0),
+                    "carried_in": yesterday["recon.open_items"].get("carried_by_source", {}).get(source, 0),
+                    "matched": matches.get(f"distinct_{source}_txn_ids", 0),
+                    "carried_out": open_today.get("carried_by_source", {}).get(source, 0),
+                    "expired": open_today.get("expired_by_source", {}).get(source, 0),
+                }
+                for source in SOURCES
             }
-            for source in SOURCES
-        }
-        balanced = all(
-            v["staged"] + v["carried_in"] == v["matched"] + v["carried_out"] + v["expired"] for v in sides.values()
-        )
-        return dg.AssetCheckResult(
-            passed=balanced,
-            metadata={f"{source}_{name}": n for source, values in sides.items() for name, n in values.items()},
-        )
+            balanced = all(
+                v["staged"] + v["carried_in"] == v["matched"] + v["carried_out"] + v["expired"] for v in sides.values()
+            )
+            return dg.AssetCheckResult(
+                passed=balanced,
+                metadata={f"{source}_{name}": n for source, values in sides.items() for name, n in values.items()},
+            )
+
+        yield from run_check(context, one_day)
 
     return items_conserved
 
@@ -66,30 +68,32 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
-    def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        day = business_date(context)
-        wh = warehouse.open(context.log)
-        today = wh.partition_figures(["recon.matches"], day)["recon.matches"]
-        (earlier,) = wh.query(
-            """
-            WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day)
-            SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
-              AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
-                   OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))
-            """,
-            {"day": day},
-        ).row(0)
-        counts = {
-            "ledger_repeated": today.get("rows", 0) - today.get("distinct_ledger_txn_ids", 0),
-            # (bank item, match) pairs beyond one per bank item: zero unless a bank item is in several matches.
-            "bank_in_several_matches": today.get("bank_match_pairs", 0) - today.get("distinct_bank_txn_ids", 0),
-            "matched_on_earlier_days": earlier,
-            "match_rows": today.get("rows", 0),
-        }
-        passed = (
-            counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_earlier_days"] == 0
-        )
-        return dg.AssetCheckResult(passed=passed, metadata=counts)
+    def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def one_day(day: date) -> dg.AssetCheckResult:
+            wh = warehouse.open(context.log)
+            today = wh.partition_figures(["recon.matches"], day)["recon.matches"]
+            (earlier,) = wh.query(
+                """
+                WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day)
+                SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
+                  AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
+                       OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))
+                """,
+                {"day": day},
+            ).row(0)
+            counts = {
+                "ledger_repeated": today.get("rows", 0) - today.get("distinct_ledger_txn_ids", 0),
+                # (bank item, match) pairs beyond one per bank item: zero unless a bank item is in several matches.
+                "bank_in_several_matches": today.get("bank_match_pairs", 0) - today.get("distinct_bank_txn_ids", 0),
+                "matched_on_earlier_days": earlier,
+                "match_rows": today.get("rows", 0),
+            }
+            passed = (
+                counts["ledger_repeated"] == counts["bank_in_several_matches"] == counts["matched_on_earlier_days"] == 0
+            )
+            return dg.AssetCheckResult(passed=passed, metadata=counts)
+
+        yield from run_check(context, one_day)
 
     return matched_once
 
@@ -105,37 +109,41 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
-    def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        day = business_date(context)
-        result = (
-            warehouse.open(context.log)
-            .query(
-                """
-            WITH per_match AS (
-              SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
-                     max(bank_amount) AS bank_max
-              FROM recon.matches WHERE business_date = $day GROUP BY match_id)
-            SELECT count(*) AS matches,
-                   count(*) FILTER (ledger_total <> bank_max OR bank_min <> bank_max) AS unbalanced,
-                   CAST(coalesce(sum(ledger_total), 0) AS VARCHAR) AS ledger_total,
-                   CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
-            FROM per_match
-            """,
-                {"day": day},
+    def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def one_day(day: date) -> dg.AssetCheckResult:
+            result = (
+                warehouse.open(context.log)
+                .query(
+                    """
+                WITH per_match AS (
+                  SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
+                         max(bank_amount) AS bank_max
+                  FROM recon.matches WHERE business_date = $day GROUP BY match_id)
+                SELECT count(*) AS matches,
+                       count(*) FILTER (ledger_total <> bank_max OR bank_min <> bank_max) AS unbalanced,
+                       CAST(coalesce(sum(ledger_total), 0) AS VARCHAR) AS ledger_total,
+                       CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
+                FROM per_match
+                """,
+                    {"day": day},
+                )
+                .row(0, named=True)
             )
-            .row(0, named=True)
-        )
-        return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
+            return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
+
+        yield from run_check(context, one_day)
 
     return matches_balance
 
 
-def _summary_row(warehouse: WarehouseResource, context: dg.AssetCheckExecutionContext, where: str) -> list[dict]:
+def _summary_row(
+    warehouse: WarehouseResource, context: dg.AssetCheckExecutionContext, day: date, where: str
+) -> list[dict]:
     return (
         warehouse.open(context.log)
         .query(
             f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            {"day": business_date(context), "all": ALL},
+            {"day": day, "all": ALL},
         )
         .to_dicts()
     )
@@ -150,17 +158,18 @@ def _summary_row(warehouse: WarehouseResource, context: dg.AssetCheckExecutionCo
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
-def match_rate(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
-) -> dg.AssetCheckResult:
-    (total,) = _summary_row(warehouse, context, "currency = $all")
-    return threshold_result(
-        Decimal(str(round(total["match_rate"], 6))),
-        thresholds.value("match_rate_warn"),
-        thresholds.value("match_rate_error"),
-        higher_is_worse=False,
-        metadata={k: total[k] for k in ("ledger_items", "bank_items", "matched_ledger", "matched_bank")},
-    )
+def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
+    def one_day(day: date) -> dg.AssetCheckResult:
+        (total,) = _summary_row(warehouse, context, day, "currency = $all")
+        return threshold_result(
+            Decimal(str(round(total["match_rate"], 6))),
+            thresholds.value("match_rate_warn"),
+            thresholds.value("match_rate_error"),
+            higher_is_worse=False,
+            metadata={k: total[k] for k in ("ledger_items", "bank_items", "matched_ledger", "matched_bank")},
+        )
+
+    yield from run_check(context, one_day)
 
 
 @dg.asset_check(
@@ -173,18 +182,19 @@ def match_rate(
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
-def break_value(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
-) -> dg.AssetCheckResult:
-    rows = _summary_row(warehouse, context, "currency <> $all")
-    values = {r["currency"]: r["break_value_ledger"] + r["break_value_bank"] for r in rows}
-    return threshold_result(
-        max(values.values(), default=Decimal("0.00")),
-        thresholds.value("break_value_warn"),
-        thresholds.value("break_value_error"),
-        higher_is_worse=True,
-        metadata={f"break_value_{currency}": str(value) for currency, value in sorted(values.items())},
-    )
+def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
+    def one_day(day: date) -> dg.AssetCheckResult:
+        rows = _summary_row(warehouse, context, day, "currency <> $all")
+        values = {r["currency"]: r["break_value_ledger"] + r["break_value_bank"] for r in rows}
+        return threshold_result(
+            max(values.values(), default=Decimal("0.00")),
+            thresholds.value("break_value_warn"),
+            thresholds.value("break_value_error"),
+            higher_is_worse=True,
+            metadata={f"break_value_{currency}": str(value) for currency, value in sorted(values.items())},
+        )
+
+    yield from run_check(context, one_day)
 
 
 @dg.asset_check(
@@ -198,15 +208,18 @@ def break_value(
 @fail_fast_unless_transient
 def amount_mismatches(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
-) -> dg.AssetCheckResult:
-    (total,) = _summary_row(warehouse, context, "currency = $all")
-    return threshold_result(
-        Decimal(total["amount_mismatches"]),
-        thresholds.value("amount_mismatch_warn"),
-        thresholds.value("amount_mismatch_error"),
-        higher_is_worse=True,
-        metadata={"amount_mismatches": total["amount_mismatches"]},
-    )
+):
+    def one_day(day: date) -> dg.AssetCheckResult:
+        (total,) = _summary_row(warehouse, context, day, "currency = $all")
+        return threshold_result(
+            Decimal(total["amount_mismatches"]),
+            thresholds.value("amount_mismatch_warn"),
+            thresholds.value("amount_mismatch_error"),
+            higher_is_worse=True,
+            metadata={"amount_mismatches": total["amount_mismatches"]},
+        )
+
+    yield from run_check(context, one_day)
 
 
 reconcile_checks = [_items_conserved_check(), _matched_once_check(), _matches_balance_check()]

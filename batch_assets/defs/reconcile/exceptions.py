@@ -6,10 +6,10 @@ from decimal import Decimal
 import dagster as dg
 import polars as pl
 
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ONE_RUN, WAREHOUSE_POOL
 from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, money_metadata, table_key
+from batch_assets.stage import StageRun, money_metadata, run_stage, table_key
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite
 from batch_assets.transforms.exceptions import (
     CATEGORY_AMOUNT_MISMATCH,
@@ -29,12 +29,17 @@ OPEN_ITEMS = "recon.open_items"
     kinds={"duckdb", "polars"},
     deps=[table_key("recon.open_items")],
     partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
 def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
-    stage = StageRun("exceptions", context, warehouse)
+    yield from run_stage("exceptions", context, warehouse, lambda stage: _exceptions_day(stage, matching))
+
+
+def _exceptions_day(stage: StageRun, matching: MatchingResource):
+    """One day of the stage."""
     wh, day = stage.wh, stage.day
     grace_days = matching.parameters().grace_days
     source_commit = wh.last_commit(OPEN_ITEMS, day)
@@ -70,7 +75,7 @@ def recon_exceptions(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 )
             ]
         )
-    return stage.result(
+    yield stage.result(
         records[EXCEPTIONS],
         rows_processed=items,
         **{name: dg.MetadataValue.int(figures[name]) for name in ("breaks_ledger", "breaks_bank")},

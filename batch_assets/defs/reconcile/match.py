@@ -7,11 +7,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ONE_RUN, PREVIOUS_DAY, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, table_key
+from batch_assets.stage import StageRun, run_stage, table_key
 from batch_assets.storage import (
     ACCOUNT_BUCKET_KEY,
     CommitRecord,
@@ -59,6 +59,7 @@ OPEN_ITEMS = "recon.open_items"
         ),
     ],
     partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRY,
 )
@@ -70,7 +71,11 @@ def match(
     progress: ProgressResource,
 ):
     """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
-    stage = StageRun("match", context, warehouse)
+    yield from run_stage("match", context, warehouse, lambda stage: _match_day(stage, matching, progress))
+
+
+def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressResource):
+    """One day of the stage."""
     day, wh, run = stage.day, stage.wh, stage.run
     params = matching.parameters()
 
@@ -85,7 +90,7 @@ def match(
     # and memory follows the bucket, not the day.
     buckets = wh.buckets(max(c.row_count for c in staged_commits.values()), ACCOUNT_BUCKET_KEY)
     tracker = progress.tracker(
-        context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows"
+        stage.context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows"
     )
     counts: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}

@@ -6,10 +6,10 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ONE_RUN, WAREHOUSE_POOL
 from batch_assets.resources import MatchingResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, money_metadata, table_key
+from batch_assets.stage import StageRun, money_metadata, run_stage, table_key
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES
@@ -28,12 +28,17 @@ MATCH_COLUMNS = ["account_id", "currency", "match_pass", "match_id", "ledger_txn
     kinds={"duckdb", "polars"},
     deps=[table_key("recon.matches"), table_key("recon.open_items"), table_key("recon.exceptions")],
     partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
 def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
-    stage = StageRun("summary", context, warehouse)
+    yield from run_stage("summary", context, warehouse, lambda stage: _summary_day(stage, matching))
+
+
+def _summary_day(stage: StageRun, matching: MatchingResource):
+    """One day of the stage."""
     day, wh = stage.day, stage.wh
     keys = ["account_id", "currency"]
     previous_open = carried_commit(wh, day)
@@ -86,7 +91,7 @@ def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             f"break_value_{row['currency']}", row["break_value_ledger"] + row["break_value_bank"]
         ).items()
     }
-    return stage.result(
+    yield stage.result(
         records[SUMMARY],
         rows_processed=total["ledger_items"] + total["bank_items"],
         **{

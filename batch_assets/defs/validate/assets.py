@@ -6,11 +6,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_assets.partitions import DAILY, PREVIOUS_DAY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ONE_RUN, PREVIOUS_DAY, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, table_key
+from batch_assets.stage import StageRun, run_stage, table_key
 from batch_assets.storage import PartitionWrite, bucket_count
 from batch_assets.transforms.contract import RAW_SCHEMA, SOURCES
 from batch_assets.transforms.validate import (
@@ -59,13 +59,18 @@ def _staging_table(source: str) -> str:
         ),
     ],
     partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
 def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, progress: ProgressResource):
     """Judge every raw row of the day; replace both staging partitions and the quarantine in one transaction."""
-    stage = StageRun("validate", context, warehouse)
+    yield from run_stage("validate", context, warehouse, lambda stage: _validate_day(stage, progress))
+
+
+def _validate_day(stage: StageRun, progress: ProgressResource):
+    """One day of the stage."""
     day, wh, run = stage.day, stage.wh, stage.run
 
     raw_commits = {source: wh.last_commit(f"raw.{source}", day) for source in SOURCES}
@@ -80,7 +85,7 @@ def validate(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pr
     quarantined = dict.fromkeys(SOURCES, 0)
     by_rule: Counter[str] = Counter()
     spills: dict[str, list[Path]] = {table: [] for table in (*map(_staging_table, SOURCES), QUARANTINE)}
-    tracker = progress.tracker(context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
+    tracker = progress.tracker(stage.context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
     with wh.spill_files(run.run_id) as spill:
         for source in SOURCES:
             # Straight from the landed Parquet files, in (file, line) order; the warehouse is asked only which

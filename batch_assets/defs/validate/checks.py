@@ -1,13 +1,14 @@
 """Checks of the validate stage: rows conserved per file, txn_ids staged once, and the quarantine rate."""
 
+from datetime import date
 from decimal import Decimal
 
 import dagster as dg
 
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL, business_date
+from batch_assets.partitions import DAILY, WAREHOUSE_POOL
 from batch_assets.resources import ThresholdsResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import table_key, threshold_result
+from batch_assets.stage import run_check, table_key, threshold_result
 from batch_assets.storage import qualified
 from batch_assets.transforms.contract import SOURCES
 
@@ -27,36 +28,40 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
-    def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        day = business_date(context)
-        # Counted by the commits that wrote the three partitions: the landed files, and the validate stage's
-        # own transaction, in the pass that fingerprinted its rows.
-        figures = warehouse.open(context.log).partition_figures([f"raw.{source}", staging, QUARANTINE], day)
-        raw = figures[f"raw.{source}"].get("rows_by_file", {})
-        staged = figures[staging].get("rows_by_file", {})
-        quarantined = {
-            name: n for name, n in figures[QUARANTINE].get("rows_by_file", {}).items() if name.startswith(f"{source}/")
-        }
-        per_file = [
-            {
-                "file_name": name,
-                "raw": raw.get(name, 0),
-                "staged": staged.get(name, 0),
-                "quarantined": quarantined.get(name, 0),
+    def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def one_day(day: date) -> dg.AssetCheckResult:
+            # Counted by the commits that wrote the three partitions: the landed files, and the validate stage's
+            # own transaction, in the pass that fingerprinted its rows.
+            figures = warehouse.open(context.log).partition_figures([f"raw.{source}", staging, QUARANTINE], day)
+            raw = figures[f"raw.{source}"].get("rows_by_file", {})
+            staged = figures[staging].get("rows_by_file", {})
+            quarantined = {
+                name: n
+                for name, n in figures[QUARANTINE].get("rows_by_file", {}).items()
+                if name.startswith(f"{source}/")
             }
-            for name in sorted({*raw, *staged, *quarantined})
-        ]
-        broken = [f for f in per_file if f["raw"] != f["staged"] + f["quarantined"]]
-        return dg.AssetCheckResult(
-            passed=not broken,
-            metadata={
-                "files": len(per_file),
-                "raw_rows": sum(raw.values()),
-                "staged_rows": sum(staged.values()),
-                "quarantined_rows": sum(quarantined.values()),
-                "unbalanced_files": dg.MetadataValue.json(broken),
-            },
-        )
+            per_file = [
+                {
+                    "file_name": name,
+                    "raw": raw.get(name, 0),
+                    "staged": staged.get(name, 0),
+                    "quarantined": quarantined.get(name, 0),
+                }
+                for name in sorted({*raw, *staged, *quarantined})
+            ]
+            broken = [f for f in per_file if f["raw"] != f["staged"] + f["quarantined"]]
+            return dg.AssetCheckResult(
+                passed=not broken,
+                metadata={
+                    "files": len(per_file),
+                    "raw_rows": sum(raw.values()),
+                    "staged_rows": sum(staged.values()),
+                    "quarantined_rows": sum(quarantined.values()),
+                    "unbalanced_files": dg.MetadataValue.json(broken),
+                },
+            )
+
+        yield from run_check(context, one_day)
 
     return rows_conserved
 
@@ -76,24 +81,26 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
-    def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        day = business_date(context)
-        wh = warehouse.open(context.log)
-        today = wh.partition_figures([staging], day)[staging]
-        rows = today.get("rows", 0)
-        within = rows - today.get("distinct_txn_ids", 0)
-        (earlier,) = wh.query(
-            f"""
-            SELECT count(*) AS n FROM {qualified(staging)} other
-            WHERE other.business_date < $day
-              AND other.txn_id IN (SELECT txn_id FROM {qualified(staging)} WHERE business_date = $day)
-            """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            {"day": day},
-        ).row(0)
-        return dg.AssetCheckResult(
-            passed=within == 0 and earlier == 0,
-            metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
-        )
+    def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def one_day(day: date) -> dg.AssetCheckResult:
+            wh = warehouse.open(context.log)
+            today = wh.partition_figures([staging], day)[staging]
+            rows = today.get("rows", 0)
+            within = rows - today.get("distinct_txn_ids", 0)
+            (earlier,) = wh.query(
+                f"""
+                SELECT count(*) AS n FROM {qualified(staging)} other
+                WHERE other.business_date < $day
+                  AND other.txn_id IN (SELECT txn_id FROM {qualified(staging)} WHERE business_date = $day)
+                """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                {"day": day},
+            ).row(0)
+            return dg.AssetCheckResult(
+                passed=within == 0 and earlier == 0,
+                metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
+            )
+
+        yield from run_check(context, one_day)
 
     return txn_id_unique
 
@@ -111,26 +118,28 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
 @fail_fast_unless_transient
 def quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
-) -> dg.AssetCheckResult:
-    day = business_date(context)
-    raw_tables = [f"raw.{source}" for source in SOURCES]
-    figures = warehouse.open(context.log).partition_figures([*raw_tables, QUARANTINE], day)
-    by_source = figures[QUARANTINE].get("rows_by_source", {})
-    counts = [(source, figures[f"raw.{source}"].get("rows", 0), by_source.get(source, 0)) for source in SOURCES]
-    rates = {
-        source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0)) for source, raw, quarantined in counts
-    }
-    return threshold_result(
-        max(rates.values(), default=Decimal(0)),
-        thresholds.value("quarantine_rate_warn"),
-        thresholds.value("quarantine_rate_error"),
-        higher_is_worse=True,
-        metadata={
-            **{f"rate_{source}": float(round(rate, 6)) for source, rate in rates.items()},
-            **{f"quarantined_{s}": q for s, _, q in counts},
-            **{f"raw_{s}": r for s, r, _ in counts},
-        },
-    )
+):
+    def one_day(day: date) -> dg.AssetCheckResult:
+        raw_tables = [f"raw.{source}" for source in SOURCES]
+        figures = warehouse.open(context.log).partition_figures([*raw_tables, QUARANTINE], day)
+        by_source = figures[QUARANTINE].get("rows_by_source", {})
+        counts = [(source, figures[f"raw.{source}"].get("rows", 0), by_source.get(source, 0)) for source in SOURCES]
+        rates = {
+            source: (Decimal(quarantined) / Decimal(raw) if raw else Decimal(0)) for source, raw, quarantined in counts
+        }
+        return threshold_result(
+            max(rates.values(), default=Decimal(0)),
+            thresholds.value("quarantine_rate_warn"),
+            thresholds.value("quarantine_rate_error"),
+            higher_is_worse=True,
+            metadata={
+                **{f"rate_{source}": float(round(rate, 6)) for source, rate in rates.items()},
+                **{f"quarantined_{s}": q for s, _, q in counts},
+                **{f"raw_{s}": r for s, r, _ in counts},
+            },
+        )
+
+    yield from run_check(context, one_day)
 
 
 validate_checks = [
