@@ -88,6 +88,38 @@ def next_in_the_pool() -> None:
     pass
 
 
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily_total() -> None:
+    return None
+
+
+def test_a_check_of_one_day_points_at_that_day_s_latest_materialisation(tmp_path: Path) -> None:
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        dg.materialize([daily_total], instance=instance, partition_key="2026-11-01")
+        dg.materialize([daily_total], instance=instance, partition_key="2026-11-02")
+        latest = dg.materialize([daily_total], instance=instance, partition_key="2026-11-01")
+
+        target = dagster_internals.latest_materialization(instance, daily_total.key, "2026-11-01")
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=daily_total.key, asset_partitions=["2026-11-01"]), limit=1
+        ).records
+        assert dagster_internals.latest_materialization(instance, daily_total.key, "2026-11-03") is None
+
+        # An evaluation built with that target is what the UI counts as the day's check result.
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=daily_total.key,
+            check_name="by_hand",
+            passed=True,
+            partition="2026-11-01",
+            target_materialization_data=target,
+        )
+    assert (target.run_id, target.storage_id) == (latest.run_id, record.storage_id)
+    assert evaluation.target_materialization_data == target
+
+
 def test_a_run_whose_worker_died_in_a_pool_step_is_canceled_and_its_slot_given_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
