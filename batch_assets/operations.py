@@ -212,8 +212,9 @@ def reexecute_from_failure(run_id: str) -> bool:
             # the re-execution would wait for it forever, or, with a daemon running, until it frees the slots
             # of runs ended free_slots_after_run_end_seconds ago. The parent has ended: its slots are stale.
             dagster_internals.free_pool_slots(instance, run_id)
-        # The partition lives in the parent's tags; execute_job does not carry them over by itself.
-        tags = {k: v for k, v in parent.tags.items() if k.startswith(("dagster/partition", "batch_assets/"))}
+        # The partition (or a backfill's range) lives in the parent's tags; execute_job does not carry them over.
+        kept = ("dagster/partition", "dagster/asset_partition_range", "batch_assets/")
+        tags = {k: v for k, v in parent.tags.items() if k.startswith(kept)}
         with dg.execute_job(
             dg.reconstructable(daily_job_definition),
             instance=instance,

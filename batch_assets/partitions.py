@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from datetime import date
 
 import dagster as dg
@@ -41,3 +42,26 @@ def business_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
 
 # Every asset takes a backfilled range of days in one run, day by day in order (each day still commits alone).
 ONE_RUN = dg.BackfillPolicy.single_run()
+
+
+# The tags Dagster puts on a run of one partition, and on a run of a range (a single-run backfill).
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def tagged_days(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first and last business day a run's tags say it covers; None for a run of no partition."""
+    if PARTITION_TAG in tags:
+        return tags[PARTITION_TAG], tags[PARTITION_TAG]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+    return None
+
+
+def days_label(tags: Mapping[str, str]) -> str | None:
+    """How an alert names a run's days: `2026-11-03`, or `2026-11-02...2026-11-04` for a range."""
+    days = tagged_days(tags)
+    if days is None:
+        return None
+    return days[0] if days[0] == days[1] else f"{days[0]}...{days[1]}"

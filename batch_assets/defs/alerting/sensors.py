@@ -11,10 +11,10 @@ import dagster as dg
 
 from batch_assets import dagster_internals, settings
 from batch_assets.alerts import Alert, AlertResource, error_text
+from batch_assets.partitions import days_label
 from batch_assets.resources import CalendarResource, ThresholdsResource
 
 SUMMARY_KEY = dg.AssetKey(["recon", "summary"])
-PARTITION_TAG = "dagster/partition"  # the tag Dagster puts on a partitioned run
 WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run when run_retries will start another attempt
 # Events read per tick; the cursor pages through a longer backlog over the following ticks.
 EVENTS_PER_TICK = 200
@@ -58,7 +58,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource
         return dg.SkipReason(f"run {run.run_id} failed and is retried; the retry alerts if it fails too")
     failures = context.get_step_failure_events()
     error = "\n".join(f"{event.step_key}: {error_text(event)}" for event in failures) or context.failure_event.message
-    partition = run.tags.get(PARTITION_TAG)
+    partition = days_label(run.tags)
     raised = alerts.send(
         Alert(
             key=f"run_failure:{run.run_id}",

@@ -24,7 +24,7 @@ from batch_assets.landing import (
     digest_file,
     scan_landing,
 )
-from batch_assets.partitions import DAILY
+from batch_assets.partitions import DAILY, tagged_days
 from batch_assets.resources import LandingZoneResource
 from batch_assets.settings import Settings, setting
 from batch_assets.transforms.contract import SOURCES
@@ -151,11 +151,9 @@ def _latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, day:
 
 
 def _unfinished_run(instance: dg.DagsterInstance, day: str) -> bool:
-    return bool(
-        instance.get_run_records(
-            dg.RunsFilter(job_name=jobs.daily_job.name, tags={"dagster/partition": day}, statuses=UNFINISHED), limit=1
-        )
-    )
+    """Whether a run of the daily job that covers `day` (that day alone, or a backfilled range) has not ended."""
+    unfinished = instance.get_run_records(dg.RunsFilter(job_name=jobs.daily_job.name, statuses=UNFINISHED))
+    return any((days := tagged_days(r.dagster_run.tags)) and days[0] <= day <= days[1] for r in unfinished)
 
 
 def _done_markers(root: Path) -> set[str]:
