@@ -306,6 +306,7 @@ class Warehouse:
         self.scratch_dir = Path(scratch_dir) if scratch_dir else self.path.parent / "scratch"
         self.log = log or logging.getLogger(__name__)
         self._bootstrapped = False
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     # -- connections -----------------------------------------------------------------------------------
 
@@ -339,8 +340,27 @@ class Warehouse:
                 attempt += 1
 
     @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold one connection for a group of reads, which then pay for one open of the file (20 to 60 ms)
+        instead of one each. Only reads belong inside: other processes wait for the file for the whole block."""
+        if self._held is not None:
+            yield
+            return
+        with self.connection() as conn:
+            self._held = conn
+            try:
+                yield
+            finally:
+                self._held = None
+
+    @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection held only for the `with` block, so the file lock is short."""
+        """A connection held only for the `with` block, so the file lock is short (a cursor of the connection
+        `reading` holds, inside one)."""
+        if self._held is not None:
+            with self._held.cursor() as cursor:
+                yield cursor
+            return
         conn = self._connect_with_retry()
         try:
             if not self._bootstrapped:

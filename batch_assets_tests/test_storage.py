@@ -248,3 +248,17 @@ def test_kill_9_inside_the_transaction_before_commit_keeps_the_old_partition(tmp
     assert wh.last_commit("staging.quarantine", DAY).run_id == "run-1"
     assert _run_writer(path, 500_000, "new", RUN_2).wait() == 0
     assert wh.query("SELECT rule, count(*) AS n FROM staging.quarantine GROUP BY rule").rows() == [("new", 500_000)]
+
+
+def test_reads_grouped_in_one_block_open_the_file_once(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh.query("SELECT 1")  # the tables exist
+    opened = []
+    connect = wh._connect_with_retry
+    monkeypatch.setattr(wh, "_connect_with_retry", lambda: opened.append(1) or connect())
+    with wh.reading():
+        assert wh.last_commit("staging.ledger", date(2026, 11, 3)) is None
+        assert wh.query("SELECT 2 AS n")["n"].to_list() == [2]
+        assert wh.landed_files("raw.ledger", date(2026, 11, 3)) == []
+    assert len(opened) == 1
+    wh.query("SELECT 3")
+    assert len(opened) == 2  # outside a block, each read has a connection of its own again

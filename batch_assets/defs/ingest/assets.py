@@ -129,12 +129,14 @@ def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: Progres
             status, reason, _ = outcomes[file.name]
             if status == STATUS_REJECTED:
                 stage.context.log.error(f"rejected {file.name}: {reason}")
-        ingested_elsewhere = wh.query(
-            "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date < ? "
-            "AND sha256 IN (SELECT sha256 FROM deliveries)",
-            [STATUS_INGESTED, day],
-            frames={"deliveries": deliveries.select("sha256")},
-        )
+        with wh.reading():
+            ingested_elsewhere = wh.query(
+                "SELECT source, sha256, file_name FROM ops.file_log WHERE status = ? AND business_date < ? "
+                "AND sha256 IN (SELECT sha256 FROM deliveries)",
+                [STATUS_INGESTED, day],
+                frames={"deliveries": deliveries.select("sha256")},
+            )
+            previous_log = wh.read_partition(FILE_LOG, day)
         deliveries = mark_duplicates(_apply_outcomes(deliveries, outcomes), ingested_elsewhere)
 
         failures = _source_failures(deliveries, day, landing.path)
@@ -153,7 +155,6 @@ def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: Progres
                     input_hashes=ingested["sha256"].to_list(),
                 )
             )
-        previous_log = wh.read_partition(FILE_LOG, day)
         file_log = next_file_log(deliveries, previous_log, failures.keys(), datetime.now(UTC))
         writes.append(
             PartitionWrite(

@@ -30,8 +30,9 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
             # Every figure comes from the commits that wrote the partitions (the stage's own transaction).
             tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items"]
             wh = warehouse.open(context.log)
-            today = wh.partition_figures(tables, day)
-            yesterday = wh.partition_figures(["recon.open_items"], day - timedelta(days=1))
+            with wh.reading():
+                today = wh.partition_figures(tables, day)
+                yesterday = wh.partition_figures(["recon.open_items"], day - timedelta(days=1))
             open_today, matches = today["recon.open_items"], today["recon.matches"]
             sides = {
                 source: {
@@ -71,16 +72,17 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
     def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         def one_day(day: date) -> dg.AssetCheckResult:
             wh = warehouse.open(context.log)
-            today = wh.partition_figures(["recon.matches"], day)["recon.matches"]
-            (earlier,) = wh.query(
-                """
-                WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day)
-                SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
-                  AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
-                       OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))
-                """,
-                {"day": day},
-            ).row(0)
+            with wh.reading():
+                today = wh.partition_figures(["recon.matches"], day)["recon.matches"]
+                (earlier,) = wh.query(
+                    """
+                    WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day)
+                    SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
+                      AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
+                           OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))
+                    """,
+                    {"day": day},
+                ).row(0)
             counts = {
                 "ledger_repeated": today.get("rows", 0) - today.get("distinct_ledger_txn_ids", 0),
                 # (bank item, match) pairs beyond one per bank item: zero unless a bank item is in several matches.

@@ -79,10 +79,10 @@ def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressRe
     day, wh, run = stage.day, stage.wh, stage.run
     params = matching.parameters()
 
-    previous_open = carried_commit(wh, day)
-    staged_commits = {}
+    with wh.reading():
+        previous_open = carried_commit(wh, day)
+        staged_commits = {source: wh.last_commit(f"staging.{source}", day) for source in ("ledger", "bank")}
     for source in ("ledger", "bank"):
-        staged_commits[source] = wh.last_commit(f"staging.{source}", day)
         if staged_commits[source] is None:
             raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
     inputs = [staged_commits[source].fingerprint for source in ("ledger", "bank")]
@@ -96,15 +96,20 @@ def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressRe
     spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}
     with wh.spill_files(run.run_id) as spill:
         for bucket in buckets:
-            carried = (
-                wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), bucket=bucket, ordered=False)
-                if previous_open is not None
-                else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
-            )
+            with wh.reading():
+                carried = (
+                    wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), bucket=bucket, ordered=False)
+                    if previous_open is not None
+                    else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+                )
+                staged_rows = {
+                    source: wh.read_partition(f"staging.{source}", day, bucket=bucket, ordered=False)
+                    for source in ("ledger", "bank")
+                }
             candidates = {}
             bucket_rows = 0
             for source in ("ledger", "bank"):
-                staged = wh.read_partition(f"staging.{source}", day, bucket=bucket, ordered=False)
+                staged = staged_rows.pop(source)
                 bucket_rows += staged.height
                 candidates[source] = pl.concat(
                     [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]

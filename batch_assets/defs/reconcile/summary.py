@@ -41,43 +41,48 @@ def _summary_day(stage: StageRun, matching: MatchingResource):
     """One day of the stage."""
     day, wh = stage.day, stage.wh
     keys = ["account_id", "currency"]
-    previous_open = carried_commit(wh, day)
-    staged_rows = max(
-        (c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0
-    )
+    with wh.reading():
+        previous_open = carried_commit(wh, day)
+        staged_rows = max(
+            (c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0
+        )
     grace_days = matching.parameters().grace_days
     # Per-account figures add up across buckets of accounts, so a big day is summarised one bucket at a time.
     per_account = []
     for bucket in wh.buckets(staged_rows, ACCOUNT_BUCKET_KEY):
-        carried = (
-            wh.read_partition(
-                OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False
-            ).filter("carried")
-            if previous_open is not None
-            else pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *keys)})
-        )
-        candidates = {
-            source: pl.concat(
-                [
-                    wh.read_partition(f"staging.{source}", day, keys, bucket=bucket, ordered=False),
-                    carried.filter(pl.col("source") == source).select(keys),
-                ]
+        with wh.reading():
+            carried = (
+                wh.read_partition(
+                    OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False
+                ).filter("carried")
+                if previous_open is not None
+                else pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *keys)})
             )
+            staged = {
+                source: wh.read_partition(f"staging.{source}", day, keys, bucket=bucket, ordered=False)
+                for source in ("ledger", "bank")
+            }
+            matches = wh.read_partition("recon.matches", day, MATCH_COLUMNS, bucket=bucket, ordered=False)
+            left_open = wh.read_partition(OPEN_ITEMS, day, bucket=bucket, ordered=False)
+            standing = wh.query(
+                "SELECT account_id, currency, booking_date FROM recon.standing_breaks "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                f"WHERE business_date < ? AND {bucket_predicate(bucket)}",
+                [day],
+            )
+        candidates = {
+            source: pl.concat([staged[source], carried.filter(pl.col("source") == source).select(keys)])
             for source in ("ledger", "bank")
         }
-        matches = wh.read_partition("recon.matches", day, MATCH_COLUMNS, bucket=bucket, ordered=False)
-        classified = classify(wh.read_partition(OPEN_ITEMS, day, bucket=bucket, ordered=False), grace_days)
-        standing = wh.query(
-            "SELECT account_id, currency, booking_date FROM recon.standing_breaks "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            f"WHERE business_date < ? AND {bucket_predicate(bucket)}",
-            [day],
-        )
+        classified = classify(left_open, grace_days)
         per_account.append(
             account_figures(day, candidates["ledger"], candidates["bank"], matches, classified, standing)
         )
-        del carried, candidates, matches, classified, standing
+        del carried, staged, candidates, matches, left_open, classified, standing
     summary = roll_up(day, pl.concat(per_account))
-    commits = {t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))}
+    with wh.reading():
+        commits = {
+            t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))
+        }
     inputs = [c.fingerprint for c in commits.values()]
     records = stage.commit(
         [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)]

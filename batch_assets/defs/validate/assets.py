@@ -73,7 +73,19 @@ def _validate_day(stage: StageRun, progress: ProgressResource):
     """One day of the stage."""
     day, wh, run = stage.day, stage.wh, stage.run
 
-    raw_commits = {source: wh.last_commit(f"raw.{source}", day) for source in SOURCES}
+    # Read once, up front, on one connection: what each raw partition holds, and which of the day's txn_ids
+    # earlier days staged. The rows themselves come straight from the landed Parquet files, in (file, line) order.
+    with wh.reading():
+        raw_commits = {source: wh.last_commit(f"raw.{source}", day) for source in SOURCES}
+        landed = {source: [f.path for f in wh.landed_files(f"raw.{source}", day)] for source in SOURCES}
+    raws = {
+        source: pl.scan_parquet(paths, schema=RAW_SCHEMA) if paths else pl.LazyFrame(schema=RAW_SCHEMA)
+        for source, paths in landed.items()
+    }
+    keys = {source: txn_id_keys(raw).collect() for source, raw in raws.items()}
+    with wh.reading():
+        priors = {source: wh.earlier_txn_ids(_staging_table(source), day, keys[source]) for source in SOURCES}
+    del keys
     for source, raw_commit in raw_commits.items():
         if raw_commit is None:
             raise dg.Failure(
@@ -88,12 +100,7 @@ def _validate_day(stage: StageRun, progress: ProgressResource):
     tracker = progress.tracker(stage.context.log, "validate", total=sum(c.row_count for c in raw_commits.values()))
     with wh.spill_files(run.run_id) as spill:
         for source in SOURCES:
-            # Straight from the landed Parquet files, in (file, line) order; the warehouse is asked only which
-            # of the day's txn_ids earlier days staged.
-            paths = [f.path for f in wh.landed_files(f"raw.{source}", day)]
-            raw = pl.scan_parquet(paths, schema=RAW_SCHEMA) if paths else pl.LazyFrame(schema=RAW_SCHEMA)
-            prior = wh.earlier_txn_ids(_staging_table(source), day, txn_id_keys(raw).collect())
-            prior = prior.lazy().cast(PRIOR_TXN_SCHEMA)
+            raw, prior = raws[source], priors[source].lazy().cast(PRIOR_TXN_SCHEMA)
             # A big day is judged in buckets of txn_ids, so memory follows the bucket, not the day; every copy
             # of a txn_id is in the same bucket, so duplicates are judged exactly as in one pass.
             count = bucket_count(raw_commits[source].row_count, wh.bucket_rows)

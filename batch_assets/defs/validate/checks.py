@@ -84,17 +84,18 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         def one_day(day: date) -> dg.AssetCheckResult:
             wh = warehouse.open(context.log)
-            today = wh.partition_figures([staging], day)[staging]
-            rows = today.get("rows", 0)
-            within = rows - today.get("distinct_txn_ids", 0)
-            (earlier,) = wh.query(
-                f"""
-                SELECT count(*) AS n FROM {qualified(staging)} other
-                WHERE other.business_date < $day
-                  AND other.txn_id IN (SELECT txn_id FROM {qualified(staging)} WHERE business_date = $day)
-                """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-                {"day": day},
-            ).row(0)
+            with wh.reading():
+                today = wh.partition_figures([staging], day)[staging]
+                rows = today.get("rows", 0)
+                within = rows - today.get("distinct_txn_ids", 0)
+                (earlier,) = wh.query(
+                    f"""
+                    SELECT count(*) AS n FROM {qualified(staging)} other
+                    WHERE other.business_date < $day
+                      AND other.txn_id IN (SELECT txn_id FROM {qualified(staging)} WHERE business_date = $day)
+                    """,  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+                    {"day": day},
+                ).row(0)
             return dg.AssetCheckResult(
                 passed=within == 0 and earlier == 0,
                 metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
