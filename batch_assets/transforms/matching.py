@@ -61,6 +61,18 @@ class MatchParameters:
     grace_days: int = 2
 
 
+# The staged columns an item is made of: the matching reads no others.
+STAGED_ITEM_COLUMNS: tuple[str, ...] = (
+    "business_date",
+    "txn_id",
+    "account_id",
+    "currency",
+    "booking_date",
+    "amount",
+    "reference_norm",
+)
+
+
 def items_from_staged(staged: pl.LazyFrame) -> pl.LazyFrame:
     """A day's staged rows as items."""
     return staged.select(

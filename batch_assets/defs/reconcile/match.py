@@ -21,6 +21,7 @@ from batch_assets.storage import (
 from batch_assets.transforms.matching import (
     OPEN_ITEM_SCHEMA,
     PASSES,
+    STAGED_ITEM_COLUMNS,
     items_from_open,
     items_from_staged,
     match_items,
@@ -103,7 +104,9 @@ def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressRe
                     else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
                 )
                 staged_rows = {
-                    source: wh.read_partition(f"staging.{source}", day, bucket=bucket, ordered=False)
+                    source: wh.read_partition(
+                        f"staging.{source}", day, STAGED_ITEM_COLUMNS, bucket=bucket, ordered=False
+                    )
                     for source in ("ledger", "bank")
                 }
             candidates = {}
