@@ -43,6 +43,7 @@ START = date(2026, 10, 1)
 DAYS = [START + timedelta(days=i) for i in range(30)]
 PARTITIONS = [day.isoformat() for day in DAYS]
 SEED = 11
+INVARIANTS = {"rows_conserved", "txn_id_unique", "items_conserved", "matched_once", "matches_balance"}
 RECON_TABLES = ["recon.summary", "recon.open_items", "recon.matches", "recon.exceptions"]
 # One run per day, one started at a time; measured at about 6 minutes on a busy 2-core machine.
 BACKFILL_TIMEOUT_SECONDS = 30 * 60
@@ -222,10 +223,11 @@ def test_a_30_day_backfill_from_the_job_page_is_one_run_with_each_days_metadata_
     # Each day carries its own figures: the fingerprint of that day's commit, not the range's.
     fingerprints = dict(commits.iter_rows())
     assert {day: r.asset_materialization.metadata["fingerprint"].value for day, r in per_day.items()} == fingerprints
-    # Every check has a result on every day, and every one passed.
+    # Every check has a result on every day, and every invariant held on every day (the thresholds may warn:
+    # generated days have breaks).
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert {(e.check_name, e.partition) for e in evaluations} == {(c, d) for c in check_names for d in PARTITIONS}
-    assert all(e.passed for e in evaluations)
+    assert [(e.check_name, e.partition) for e in evaluations if e.check_name in INVARIANTS and not e.passed] == []
 
     reference = reconcile_sequentially(home / "landing", tmp_path / "reference")
     for table in RECON_TABLES:
