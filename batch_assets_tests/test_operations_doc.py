@@ -88,6 +88,15 @@ def test_every_command_in_the_runbook_works(home: Path, landing: Path, monkeypat
     files = shell(".venv/bin/batch-assets files 2026-11-03")
     assert "ledger/ledger_2026-11-03.csv" in files and "ingested" in files and "duplicate_txn_id" in files
 
+    # A backfill of a range is one run that takes the days in order, here in this process.
+    shell(".venv/bin/dg launch --job daily_reconciliation --partition-range 2026-11-02...2026-11-04")
+    (ranged,) = [r for r in runs() if "dagster/asset_partition_range_start" in r.tags]
+    assert ranged.status == dg.DagsterRunStatus.SUCCESS
+    assert (ranged.tags["dagster/asset_partition_range_start"], ranged.tags["dagster/asset_partition_range_end"]) == (
+        "2026-11-02",
+        "2026-11-04",
+    )
+
     # Submitted to the queue (no daemon here), one run per day, serialised by the job's tag; then cancel one.
     shell(
         ".venv/bin/dagster job backfill -w workspace.yaml -j daily_reconciliation "
