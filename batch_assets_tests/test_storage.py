@@ -19,12 +19,14 @@ import pytest
 
 from batch_assets.faults import CRASH_AT
 from batch_assets.storage import (
+    TABLES,
     EmptyOutputError,
     PartitionWrite,
     RunIdentity,
     StaleWriteError,
     Warehouse,
     WarehouseLockTimeout,
+    column_definitions,
 )
 
 DAY = date(2026, 11, 21)
@@ -250,6 +252,7 @@ def test_kill_9_inside_the_transaction_before_commit_keeps_the_old_partition(tmp
     assert wh.query("SELECT rule, count(*) AS n FROM staging.quarantine GROUP BY rule").rows() == [("new", 500_000)]
 
 
+@pytest.mark.unit
 def test_reads_grouped_in_one_block_open_the_file_once(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     wh.query("SELECT 1")  # the tables exist
     opened = []
@@ -262,3 +265,37 @@ def test_reads_grouped_in_one_block_open_the_file_once(wh: Warehouse, monkeypatc
     assert len(opened) == 1
     wh.query("SELECT 3")
     assert len(opened) == 2  # outside a block, each read has a connection of its own again
+
+
+@pytest.mark.unit
+def test_a_warehouse_from_before_the_raw_zone_has_its_raw_rows_moved_into_it_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    rows = [
+        (DAY, "ledger/ledger_2026-11-21.csv", 3, "T2", "A", "2026-11-21", None, "2.00", "EUR", None, None, None, None),
+        (DAY, "ledger/ledger_2026-11-21.csv", 2, "T1", "A", "2026-11-21", None, "1.00", "EUR", "r", None, None, None),
+        (DAY, "ledger/ledger_2026-11-21_b.csv", 2, "T3", "B", "2026-11-21", None, "x", "EUR", None, None, None, None),
+    ]
+    with duckdb.connect(str(path)) as conn:  # raw.ledger as a table, the way warehouses were written before
+        conn.execute("CREATE SCHEMA raw; CREATE SCHEMA ops")
+        conn.execute(f"CREATE TABLE raw.ledger ({column_definitions(TABLES['raw.ledger'])})")
+        conn.executemany("INSERT INTO raw.ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    wh = Warehouse(path)
+    moved = wh.query("SELECT * FROM raw.ledger ORDER BY file_name, line_number").rows()
+    assert moved == sorted(rows, key=lambda r: (r[1], r[2]))
+    assert [(f.file_name, f.row_count) for f in wh.landed_files("raw.ledger", DAY)] == [
+        ("ledger/ledger_2026-11-21.csv", 2),
+        ("ledger/ledger_2026-11-21_b.csv", 1),
+    ]
+    assert all(f.path.is_file() and f.path.is_relative_to(wh.raw_zone) for f in wh.landed_files("raw.ledger", DAY))
+    kinds = dict(
+        wh.query("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'raw'").rows()
+    )
+    assert kinds == {"ledger": "VIEW", "bank": "VIEW"}
+    # A second open finds nothing left to move, and the data folder can move: the view follows it.
+    Warehouse(path).query("SELECT 1")
+    (tmp_path / "elsewhere").mkdir()
+    for item in (path, wh.raw_zone):
+        item.rename(tmp_path / "elsewhere" / item.name)
+    moved_again = Warehouse(tmp_path / "elsewhere" / path.name).query("SELECT * FROM raw.ledger ORDER BY ALL").rows()
+    assert sorted(moved_again) == sorted(rows)
