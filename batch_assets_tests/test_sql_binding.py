@@ -483,8 +483,8 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
         # A check's WHERE clause built from the partition key.
         (
             "batch_assets.defs.reconcile.checks",
-            "def _injected(warehouse, context, day):\n"
-            "    return _summary_row(warehouse, context, day, f\"currency = '{context.partition_key}'\")\n",
+            "def _injected(wh, context, day):\n"
+            "    return _summary_row(wh, day, f\"currency = '{context.partition_key}'\")\n",
             "batch_assets.defs.reconcile.checks:",
         ),
     ],

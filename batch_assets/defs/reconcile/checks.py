@@ -9,6 +9,7 @@ from batch_assets.partitions import DAILY, WAREHOUSE_POOL
 from batch_assets.resources import ThresholdsResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.stage import run_check, table_key, threshold_result
+from batch_assets.storage import Warehouse
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.summary import ALL
 
@@ -26,10 +27,12 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        # One warehouse for the step: a range of days opens it once, not once a day.
+        wh = warehouse.open(context.log)
+
         def one_day(day: date) -> dg.AssetCheckResult:
             # Every figure comes from the commits that wrote the partitions (the stage's own transaction).
             tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items"]
-            wh = warehouse.open(context.log)
             with wh.reading():
                 today = wh.partition_figures(tables, day)
                 yesterday = wh.partition_figures(["recon.open_items"], day - timedelta(days=1))
@@ -70,8 +73,10 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        # One warehouse for the step: a range of days opens it once, not once a day.
+        wh = warehouse.open(context.log)
+
         def one_day(day: date) -> dg.AssetCheckResult:
-            wh = warehouse.open(context.log)
             with wh.reading():
                 today = wh.partition_figures(["recon.matches"], day)["recon.matches"]
                 (earlier,) = wh.query(
@@ -112,11 +117,12 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        # One warehouse for the step: a range of days opens it once, not once a day.
+        wh = warehouse.open(context.log)
+
         def one_day(day: date) -> dg.AssetCheckResult:
-            result = (
-                warehouse.open(context.log)
-                .query(
-                    """
+            result = wh.query(
+                """
                 WITH per_match AS (
                   SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
                          max(bank_amount) AS bank_max
@@ -127,10 +133,8 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
                        CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
                 FROM per_match
                 """,
-                    {"day": day},
-                )
-                .row(0, named=True)
-            )
+                {"day": day},
+            ).row(0, named=True)
             return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
 
         yield from run_check(context, one_day)
@@ -138,17 +142,11 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
     return matches_balance
 
 
-def _summary_row(
-    warehouse: WarehouseResource, context: dg.AssetCheckExecutionContext, day: date, where: str
-) -> list[dict]:
-    return (
-        warehouse.open(context.log)
-        .query(
-            f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-            {"day": day, "all": ALL},
-        )
-        .to_dicts()
-    )
+def _summary_row(wh: Warehouse, day: date, where: str) -> list[dict]:
+    return wh.query(
+        f"SELECT * FROM recon.summary WHERE business_date = $day AND account_id = $all AND {where}",  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
+        {"day": day, "all": ALL},
+    ).to_dicts()
 
 
 @dg.asset_check(
@@ -161,8 +159,11 @@ def _summary_row(
 )
 @fail_fast_unless_transient
 def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
+    # One warehouse for the step: a range of days opens it once, not once a day.
+    wh = warehouse.open(context.log)
+
     def one_day(day: date) -> dg.AssetCheckResult:
-        (total,) = _summary_row(warehouse, context, day, "currency = $all")
+        (total,) = _summary_row(wh, day, "currency = $all")
         return threshold_result(
             Decimal(str(round(total["match_rate"], 6))),
             thresholds.value("match_rate_warn"),
@@ -185,8 +186,11 @@ def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResou
 )
 @fail_fast_unless_transient
 def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
+    # One warehouse for the step: a range of days opens it once, not once a day.
+    wh = warehouse.open(context.log)
+
     def one_day(day: date) -> dg.AssetCheckResult:
-        rows = _summary_row(warehouse, context, day, "currency <> $all")
+        rows = _summary_row(wh, day, "currency <> $all")
         values = {r["currency"]: r["break_value_ledger"] + r["break_value_bank"] for r in rows}
         return threshold_result(
             max(values.values(), default=Decimal("0.00")),
@@ -211,8 +215,11 @@ def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseReso
 def amount_mismatches(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ):
+    # One warehouse for the step: a range of days opens it once, not once a day.
+    wh = warehouse.open(context.log)
+
     def one_day(day: date) -> dg.AssetCheckResult:
-        (total,) = _summary_row(warehouse, context, day, "currency = $all")
+        (total,) = _summary_row(wh, day, "currency = $all")
         return threshold_result(
             Decimal(total["amount_mismatches"]),
             thresholds.value("amount_mismatch_warn"),

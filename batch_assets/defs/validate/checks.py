@@ -29,10 +29,13 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        # One warehouse for the step: a range of days opens it once, not once a day.
+        wh = warehouse.open(context.log)
+
         def one_day(day: date) -> dg.AssetCheckResult:
             # Counted by the commits that wrote the three partitions: the landed files, and the validate stage's
             # own transaction, in the pass that fingerprinted its rows.
-            figures = warehouse.open(context.log).partition_figures([f"raw.{source}", staging, QUARANTINE], day)
+            figures = wh.partition_figures([f"raw.{source}", staging, QUARANTINE], day)
             raw = figures[f"raw.{source}"].get("rows_by_file", {})
             staged = figures[staging].get("rows_by_file", {})
             quarantined = {
@@ -82,8 +85,10 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        # One warehouse for the step: a range of days opens it once, not once a day.
+        wh = warehouse.open(context.log)
+
         def one_day(day: date) -> dg.AssetCheckResult:
-            wh = warehouse.open(context.log)
             with wh.reading():
                 today = wh.partition_figures([staging], day)[staging]
                 rows = today.get("rows", 0)
@@ -120,9 +125,12 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
 def quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ):
+    # One warehouse for the step: a range of days opens it once, not once a day.
+    wh = warehouse.open(context.log)
+
     def one_day(day: date) -> dg.AssetCheckResult:
         raw_tables = [f"raw.{source}" for source in SOURCES]
-        figures = warehouse.open(context.log).partition_figures([*raw_tables, QUARANTINE], day)
+        figures = wh.partition_figures([*raw_tables, QUARANTINE], day)
         by_source = figures[QUARANTINE].get("rows_by_source", {})
         counts = [(source, figures[f"raw.{source}"].get("rows", 0), by_source.get(source, 0)) for source in SOURCES]
         rates = {
