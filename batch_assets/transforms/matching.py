@@ -61,29 +61,16 @@ class MatchParameters:
     grace_days: int = 2
 
 
-# The staged columns an item is made of: the matching reads no others.
-STAGED_ITEM_COLUMNS: tuple[str, ...] = (
-    "business_date",
-    "txn_id",
-    "account_id",
-    "currency",
-    "booking_date",
-    "amount",
-    "reference_norm",
-)
+# The staged columns an item is made of (its origin date is the row's business date): the matching reads no others.
+_ITEM_FROM_STAGED = {"business_date": "origin_date", **{c: c for c in ITEM_SCHEMA if c != "origin_date"}}
+STAGED_ITEM_COLUMNS: tuple[str, ...] = tuple(_ITEM_FROM_STAGED)
 
 
 def items_from_staged(staged: pl.LazyFrame) -> pl.LazyFrame:
     """A day's staged rows as items."""
-    return staged.select(
-        "txn_id",
-        "account_id",
-        "currency",
-        "booking_date",
-        "amount",
-        "reference_norm",
-        pl.col("business_date").alias("origin_date"),
-    ).cast(ITEM_SCHEMA)  # type: ignore[arg-type]
+    return (
+        staged.select(STAGED_ITEM_COLUMNS).rename(_ITEM_FROM_STAGED).select(list(ITEM_SCHEMA)).cast(ITEM_SCHEMA)  # type: ignore[arg-type]
+    )
 
 
 def items_from_open(open_items: pl.LazyFrame, source: str) -> pl.LazyFrame:
