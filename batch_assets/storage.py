@@ -118,6 +118,9 @@ RAW_FILES_COLUMNS = """
     business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
     path VARCHAR NOT NULL, row_count BIGINT NOT NULL, amount_total DECIMAL(38,2)"""
 
+# The schema this warehouse was last brought up to, so that a step skips the DDL when nothing changed.
+SCHEMA_STAMP_TABLE = "ops.schema_stamp"
+
 COMMIT_LOG_TABLE = "ops.commit_log"
 COMMIT_LOG_COLUMNS = """
     commit_seq BIGINT NOT NULL, asset_key VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
@@ -265,7 +268,7 @@ def quote_literal(text: str) -> str:
 
 def qualified(table: str) -> str:
     """Quote a schema.table name taken from TABLES."""
-    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE):
+    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE):
         raise WarehouseError(f"unknown table {table!r}")
     schema, name = table.split(".", 1)
     return f"{quote_ident(schema)}.{quote_ident(name)}"
@@ -364,13 +367,13 @@ class Warehouse:
         conn = self._connect_with_retry()
         try:
             if not self._bootstrapped:
-                self._create_tables(conn)
+                self._bootstrap(conn)
                 self._bootstrapped = True
             yield conn
         finally:
             conn.close()
 
-    def _create_tables(self, conn: duckdb.DuckDBPyConnection) -> None:
+    def _schema_statements(self) -> list[str]:
         statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in ("raw", "staging", "recon", "ops")]
         statements += [
             f"CREATE TABLE IF NOT EXISTS {qualified(name)} ({column_definitions(table)})"
@@ -385,11 +388,29 @@ class Warehouse:
         statements.append(
             "CREATE OR REPLACE VIEW recon.standing_breaks AS SELECT * FROM recon.exceptions WHERE status = 'expired'"
         )
+        statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(SCHEMA_STAMP_TABLE)} (stamp VARCHAR NOT NULL)")
+        return statements
+
+    def _bootstrap(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Bring the file's tables, views and migrations up to this code's schema. That costs 30 ms or more on
+        every step, so a stamp of the schema (and of where the raw zone is) says when there is nothing to do."""
+        statements = self._schema_statements()
+        stamp = hashlib.sha256("\0".join([*statements, str(self.raw_zone.resolve())]).encode()).hexdigest()
+        try:
+            found = conn.execute(f"SELECT stamp FROM {qualified(SCHEMA_STAMP_TABLE)}").fetchall()  # noqa: S608 (a table name)
+        except duckdb.CatalogException:
+            found = []
+        if found == [(stamp,)]:
+            return
         conn.execute(";\n".join(statements))
         for name, table in TABLES.items():
             if table.landed:
                 self._migrate_raw_table(conn, name)
                 self._refresh_landed_view(conn, name, only_if_moved=True)
+        conn.execute(
+            f"BEGIN TRANSACTION; DELETE FROM {qualified(SCHEMA_STAMP_TABLE)}; "  # noqa: S608 (a table name)
+            f"INSERT INTO {qualified(SCHEMA_STAMP_TABLE)} VALUES ({quote_literal(stamp)}); COMMIT"
+        )
 
     # -- the raw zone ----------------------------------------------------------------------------------
 

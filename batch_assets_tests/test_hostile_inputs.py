@@ -16,7 +16,14 @@ import pytest
 from batch_assets import settings
 from batch_assets.defs.automation.sensors import Cursor
 from batch_assets.landing import printable_name
-from batch_assets.storage import COMMIT_LOG_TABLE, RAW_FILES_TABLE, TABLES, Warehouse, qualified
+from batch_assets.storage import (
+    COMMIT_LOG_TABLE,
+    RAW_FILES_TABLE,
+    SCHEMA_STAMP_TABLE,
+    TABLES,
+    Warehouse,
+    quote_ident,
+)
 from batch_assets.transforms.validate import formula_like
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_automation import tick
@@ -196,11 +203,9 @@ def assert_every_table_survives(home: Path) -> None:
             f"{s}.{t}"
             for s, t in conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
         }
-        assert tables == {*TABLES, COMMIT_LOG_TABLE, RAW_FILES_TABLE, "recon.standing_breaks"}
-        for table in tables:
-            conn.execute(
-                f"SELECT count(*) FROM {qualified(table) if table in TABLES else 'recon.standing_breaks'}"  # noqa: S608 (a table name)
-            ).fetchone()
+        assert tables == {*TABLES, COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE, "recon.standing_breaks"}
+        for schema, name in (table.split(".") for table in tables):
+            conn.execute(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}").fetchone()  # noqa: S608 (a table name)
 
 
 @pytest.mark.parametrize("value", ["=1+1", "@cmd", "+cmd", "-cmd", "\t=1"])

@@ -299,3 +299,21 @@ def test_a_warehouse_from_before_the_raw_zone_has_its_raw_rows_moved_into_it_unc
         item.rename(tmp_path / "elsewhere" / item.name)
     moved_again = Warehouse(tmp_path / "elsewhere" / path.name).query("SELECT * FROM raw.ledger ORDER BY ALL").rows()
     assert sorted(moved_again) == sorted(rows)
+
+
+def test_a_step_skips_the_schema_statements_when_the_stamp_says_nothing_changed(tmp_path: Path) -> None:
+    """The stamp spares each step the DDL; a warehouse that lost a table, or whose stamp is of another schema,
+    is brought up to date again."""
+    path = tmp_path / "warehouse.duckdb"
+    with Warehouse(path).connection():
+        pass
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("DROP TABLE recon.summary")
+    with Warehouse(path).connection() as conn:
+        missing = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'summary'").fetchone()
+    assert missing == (0,), "an unchanged stamp skips the statements"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("UPDATE ops.schema_stamp SET stamp = 'an older schema'")
+    with Warehouse(path).connection() as conn:
+        restored = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'summary'").fetchone()
+    assert restored == (1,)

@@ -27,7 +27,6 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def items_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        # One warehouse for the step: a range of days opens it once, not once a day.
         wh = warehouse.open(context.log)
 
         def one_day(day: date) -> dg.AssetCheckResult:
@@ -55,7 +54,7 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
                 metadata={f"{source}_{name}": n for source, values in sides.items() for name, n in values.items()},
             )
 
-        yield from run_check(context, one_day)
+        yield from run_check(context, wh, one_day)
 
     return items_conserved
 
@@ -73,7 +72,6 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def matched_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        # One warehouse for the step: a range of days opens it once, not once a day.
         wh = warehouse.open(context.log)
 
         def one_day(day: date) -> dg.AssetCheckResult:
@@ -100,7 +98,7 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
             )
             return dg.AssetCheckResult(passed=passed, metadata=counts)
 
-        yield from run_check(context, one_day)
+        yield from run_check(context, wh, one_day)
 
     return matched_once
 
@@ -117,7 +115,6 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def matches_balance(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        # One warehouse for the step: a range of days opens it once, not once a day.
         wh = warehouse.open(context.log)
 
         def one_day(day: date) -> dg.AssetCheckResult:
@@ -137,7 +134,7 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
             ).row(0, named=True)
             return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
 
-        yield from run_check(context, one_day)
+        yield from run_check(context, wh, one_day)
 
     return matches_balance
 
@@ -159,7 +156,6 @@ def _summary_row(wh: Warehouse, day: date, where: str) -> list[dict]:
 )
 @fail_fast_unless_transient
 def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
-    # One warehouse for the step: a range of days opens it once, not once a day.
     wh = warehouse.open(context.log)
 
     def one_day(day: date) -> dg.AssetCheckResult:
@@ -172,7 +168,7 @@ def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResou
             metadata={k: total[k] for k in ("ledger_items", "bank_items", "matched_ledger", "matched_bank")},
         )
 
-    yield from run_check(context, one_day)
+    yield from run_check(context, wh, one_day)
 
 
 @dg.asset_check(
@@ -186,7 +182,6 @@ def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResou
 )
 @fail_fast_unless_transient
 def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource):
-    # One warehouse for the step: a range of days opens it once, not once a day.
     wh = warehouse.open(context.log)
 
     def one_day(day: date) -> dg.AssetCheckResult:
@@ -200,7 +195,7 @@ def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseReso
             metadata={f"break_value_{currency}": str(value) for currency, value in sorted(values.items())},
         )
 
-    yield from run_check(context, one_day)
+    yield from run_check(context, wh, one_day)
 
 
 @dg.asset_check(
@@ -215,7 +210,6 @@ def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseReso
 def amount_mismatches(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ):
-    # One warehouse for the step: a range of days opens it once, not once a day.
     wh = warehouse.open(context.log)
 
     def one_day(day: date) -> dg.AssetCheckResult:
@@ -228,7 +222,7 @@ def amount_mismatches(
             metadata={"amount_mismatches": total["amount_mismatches"]},
         )
 
-    yield from run_check(context, one_day)
+    yield from run_check(context, wh, one_day)
 
 
 reconcile_checks = [_items_conserved_check(), _matched_once_check(), _matches_balance_check()]

@@ -29,7 +29,6 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def rows_conserved(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        # One warehouse for the step: a range of days opens it once, not once a day.
         wh = warehouse.open(context.log)
 
         def one_day(day: date) -> dg.AssetCheckResult:
@@ -64,7 +63,7 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
                 },
             )
 
-        yield from run_check(context, one_day)
+        yield from run_check(context, wh, one_day)
 
     return rows_conserved
 
@@ -85,7 +84,6 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     )
     @fail_fast_unless_transient
     def txn_id_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        # One warehouse for the step: a range of days opens it once, not once a day.
         wh = warehouse.open(context.log)
 
         def one_day(day: date) -> dg.AssetCheckResult:
@@ -106,7 +104,7 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
                 metadata={"rows": rows, "repeated_within_day": within, "also_staged_on_earlier_days": earlier},
             )
 
-        yield from run_check(context, one_day)
+        yield from run_check(context, wh, one_day)
 
     return txn_id_unique
 
@@ -125,7 +123,6 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
 def quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, thresholds: ThresholdsResource
 ):
-    # One warehouse for the step: a range of days opens it once, not once a day.
     wh = warehouse.open(context.log)
 
     def one_day(day: date) -> dg.AssetCheckResult:
@@ -148,7 +145,7 @@ def quarantine_rate(
             },
         )
 
-    yield from run_check(context, one_day)
+    yield from run_check(context, wh, one_day)
 
 
 validate_checks = [
