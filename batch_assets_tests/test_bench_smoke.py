@@ -136,6 +136,9 @@ def test_the_backfill_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -
     # A backfill is one run for the whole range, and every day of it has its summary.
     assert result["runs"] == result["succeeded"] == 1 and result["days_missing"] == 0
     assert result["wall_seconds"] > result["run_seconds_median"] > 0
+    # The time outside the run is accounted for: submitting it, starting it, and marking the backfill complete.
+    assert result["launch_to_run_created_seconds"] >= 0 and result["run_created_to_started_seconds"] >= 0
+    assert result["backfill_complete_seconds"] >= result["wall_seconds"]
     assert "| 1 | 1 |" in (tmp_path / "backfill.md").read_text()
 
 
