@@ -14,6 +14,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from batch_assets import settings
 from batch_assets.settings import Settings, decimal_text, setting, under_home
+from batch_assets.shared_store import SharedStore
 from batch_assets.storage import RunIdentity, Warehouse
 from batch_assets.transforms.matching import MatchParameters
 
@@ -228,6 +229,52 @@ class CalendarResource(Settings):
     def passed(self, name: str, at: datetime | None = None) -> bool:
         """Whether today's `schedule_time` or `sla_deadline` has passed in the business time zone."""
         return self.now(at).time() >= self.local_time(name)
+
+
+class ScaleOutResource(Settings):
+    """Where a run's steps run, and where bucket steps on other hosts meet: the executor, Celery's broker, and
+    the shared store."""
+
+    executor: str = setting(
+        "in_process",
+        settings.EXECUTOR,
+        "where a run's steps run: `in_process` (one process) or `celery` (bucket steps on Celery workers, the "
+        "steps that open the warehouse on its queue; docs/scaling.md)",
+        pattern="^(in_process|celery)$",
+    )
+    broker_url: str = setting(
+        "redis://localhost:6379/0", settings.BROKER_URL, "Celery's broker (Redis), with `executor` celery", kind="URL"
+    )
+    shared_store: str = setting(
+        "shared",
+        settings.SHARED_STORE,
+        "the folder where bucket steps find their inputs and leave their outputs; with Celery, a file system "
+        "every worker mounts at the same path",
+        kind="path",
+    )
+
+    def store(self) -> SharedStore:
+        return SharedStore(under_home(self.shared_store))
+
+
+class StepOutputs(dg.ConfigurableIOManager):
+    """The small values steps hand each other (a bucket's task, a bucket's result), pickled into the shared
+    store, where a step on any worker finds them; re-execution reads those of the run it re-executes. The
+    assets themselves are the warehouse's tables, never stored here."""
+
+    scale_out: ScaleOutResource
+
+    def _path(self, context: dg.OutputContext) -> Path:
+        run_id, *rest = context.get_identifier()
+        return self.scale_out.store().root / run_id / "steps" / "/".join(rest)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        self.scale_out.store().publish_object(obj, self._path(context))
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        return self.scale_out.store().read_object(self._path(context.upstream_output))
 
 
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:

@@ -118,6 +118,9 @@ RAW_FILES_COLUMNS = """
     business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
     path VARCHAR NOT NULL, row_count BIGINT NOT NULL, amount_total DECIMAL(38,2)"""
 
+# Breaks that left the candidates stay breaks until someone resolves them: the standing list, a view.
+STANDING_BREAKS = "recon.standing_breaks"
+
 # The schema this warehouse was last brought up to, so that a step skips the DDL when nothing changed.
 SCHEMA_STAMP_TABLE = "ops.schema_stamp"
 
@@ -268,7 +271,7 @@ def quote_literal(text: str) -> str:
 
 def qualified(table: str) -> str:
     """Quote a schema.table name taken from TABLES."""
-    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE):
+    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE, STANDING_BREAKS):
         raise WarehouseError(f"unknown table {table!r}")
     schema, name = table.split(".", 1)
     return f"{quote_ident(schema)}.{quote_ident(name)}"
@@ -384,9 +387,9 @@ class Warehouse:
         # Warehouses from before the commit's figures gain the column; their older commits have none.
         statements.append(f"ALTER TABLE {qualified(COMMIT_LOG_TABLE)} ADD COLUMN IF NOT EXISTS figures VARCHAR")
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(RAW_FILES_TABLE)} ({RAW_FILES_COLUMNS})")
-        # Breaks that left the candidates stay breaks until someone resolves them: the standing list.
         statements.append(
-            "CREATE OR REPLACE VIEW recon.standing_breaks AS SELECT * FROM recon.exceptions WHERE status = 'expired'"
+            f"CREATE OR REPLACE VIEW {qualified(STANDING_BREAKS)} AS "  # noqa: S608 (a name of this module)
+            "SELECT * FROM recon.exceptions WHERE status = 'expired'"
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(SCHEMA_STAMP_TABLE)} (stamp VARCHAR NOT NULL)")
         return statements
@@ -543,6 +546,24 @@ class Warehouse:
             [business_date],
             frames={"candidates": candidates.select("txn_id")},
         )
+
+    def export(
+        self,
+        table: str,
+        business_date: date,
+        path: Path,
+        columns: Sequence[str] | None = None,
+        *,
+        bucket: Bucket | None = None,
+        before: bool = False,
+    ) -> None:
+        """Copy one business day of a table (with `before`, every earlier day), or one bucket of it, to a Parquet
+        file, for a step that never opens the warehouse."""
+        select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        day = f"business_date {'<' if before else '='} {quote_literal(business_date.isoformat())}"
+        query = f"SELECT {select} FROM {qualified(table)} WHERE {day} AND {bucket_predicate(bucket)}"  # noqa: S608 (a date, a path and names, quoted; test_sql_binding.py checks what is spliced)
+        with self.connection() as conn:
+            conn.execute(f"COPY ({query}) TO {quote_literal(str(path))} (FORMAT parquet, COMPRESSION lz4)")
 
     def partition_figures(self, tables: Sequence[str], business_date: date) -> dict[str, dict[str, Any]]:
         """For each table, what its current partition holds: `rows` and the Table.measures its last commit
