@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from batch_assets.faults import BUCKET_POINT, fault_point
 from batch_assets.partitions import ON_WAREHOUSE_HOST, WAREHOUSE_POOL, business_dates
 from batch_assets.progress import Progress, ProgressResource
 from batch_assets.resources import ScaleOutResource, WarehouseResource
@@ -227,6 +228,7 @@ class BucketedStage:
                     "same code as the warehouse's host, then re-execute the run from its failed steps.",
                     allow_retries=False,
                 )
+            fault_point(BUCKET_POINT, stage.name)
             rows = sum(file.rows for file in task.inputs.values())
             work = BucketWork(task, scale_out.store(), progress.tracker(context.log, stage.name, total=rows))
             stage.compute(work)

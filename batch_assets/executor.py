@@ -21,12 +21,12 @@ def switchable_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
         )
     from dagster_celery.executor import celery_executor
 
+    agreed = scale_out.celery_settings()
     config = {
-        "broker": scale_out.broker_url,
-        # Results come back through the same Redis: Celery's default (rpc://) needs an AMQP broker.
-        "backend": scale_out.broker_url,
+        "broker": agreed.pop("broker_url"),
+        "backend": agreed.pop("result_backend"),
         "retries": init_context.executor_config["retries"],
-        "config_source": {"worker_prefetch_multiplier": 1, "task_acks_late": True},
+        "config_source": agreed,
     }
     celery_context = dg.InitExecutorContext(
         job=init_context.job, executor_def=celery_executor, executor_config=config, instance=init_context.instance

@@ -16,8 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import dagster as dg
 
 from batch_assets import settings
 from batch_assets.partitions import WAREHOUSE_QUEUE
@@ -46,6 +50,17 @@ run_queue:
 telemetry:
   enabled: false
 """
+
+
+def write_worker_config(folder: Path, env: dict[str, str]) -> Path:
+    """The module dagster-celery's worker app reads its settings from, with the settings a run would use in
+    `env`; the worker finds it on its PYTHONPATH."""
+    from batch_assets.resources import ScaleOutResource
+
+    agreed = ScaleOutResource().with_environment(env).celery_settings()
+    path = folder / "dagster_celery_config.py"
+    path.write_text("".join(f"{name} = {value!r}\n" for name, value in agreed.items()))
+    return path
 
 
 class ClusterError(RuntimeError):
@@ -124,7 +139,9 @@ class LocalCluster:
     def start_redis(self) -> None:
         self.redis_socket.unlink(missing_ok=True)
         command = ["redis-server", "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "777"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
+        # Queued steps survive a restart of the broker: every write is in the append-only file before Redis
+        # answers it.
+        command += ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.root)]
         self._spawn("redis", command)
         self._wait_for(lambda: self.redis_socket.exists(), "redis")
 
@@ -150,23 +167,24 @@ class LocalCluster:
         self._run([*self._pg_ctl, "-l", self.root / "postgres.log", "-o", options, "start"], "postgres")
         self._run([bindir / "createdb", "-h", sockets, "-U", "postgres", "dagster"], "createdb")
 
-    def start_worker(self, name: str, queue: str, *, isolated: bool = False) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, queue: str, *, isolated: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         """A Celery worker serving `queue` with concurrency 1, in a scratch folder of its own. `isolated`: in
-        network and mount namespaces of its own, where the warehouse's folder is an empty tmpfs."""
+        network and mount namespaces of its own, where the warehouse's folder is an empty tmpfs. `env` adds to
+        or overrides the warehouse host's environment."""
         scratch = self.root / "workers" / name
         config = scratch / "config"
         config.mkdir(parents=True, exist_ok=True)
-        (config / "dagster_celery_config.py").write_text(
-            f"broker_url = {self.broker_url!r}\nresult_backend = {self.broker_url!r}\n"
-            "worker_prefetch_multiplier = 1\nbroker_connection_retry_on_startup = True\n"
-        )
+        env = self.environment(**(env or {}))
+        write_worker_config(config, env)
         command = [sys.executable, "-m", "celery", *self._worker_args(queue, name)]
         if isolated:
             hide = 'mount -t tmpfs tmpfs "$1" && shift && exec "$@"'
             isolate = ["unshare", "--net", "--mount", "--", "sh", "-c", hide, "sh", str(self.data / WAREHOUSE_FOLDER)]
             command = [*isolate, *command]
-        env = self.environment(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(config), os.environ.get("PYTHONPATH", "")])),
+        env.update(
+            PYTHONPATH=os.pathsep.join(filter(None, [str(config), env.get("PYTHONPATH", "")])),
             TMPDIR=str(scratch),
             **{settings.SCRATCH: str(scratch / "scratch")},
         )
@@ -194,6 +212,42 @@ class LocalCluster:
         tags = json.dumps({"dagster/partition": day, "batch_assets/serial": "reconcile"})
         command = [sys.executable, "-m", "dagster", "job", "launch", "-w", str(REPO / "workspace.yaml")]
         self._run([*command, "-j", "daily_reconciliation", "--tags", tags], f"launch {day}", cwd=REPO)
+
+    @contextmanager
+    def instance(self) -> Iterator[dg.DagsterInstance]:
+        """The cluster's Dagster instance, from this process."""
+        previous = os.environ.get("DAGSTER_PG_URL")
+        os.environ["DAGSTER_PG_URL"] = self.pg_url
+        try:
+            instance = dg.DagsterInstance.from_config(str(self.data / "dagster_home"))
+        finally:
+            if previous is None:
+                del os.environ["DAGSTER_PG_URL"]
+            else:
+                os.environ["DAGSTER_PG_URL"] = previous
+        with instance:
+            yield instance
+
+    def run_day(self, day: str, timeout: float = 900) -> dg.DagsterRun:
+        """Queue a run of one business day, and wait until it has ended."""
+        with self.instance() as instance:
+            known = {run.run_id for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day}))}
+            self.launch(day)
+            return self.wait_for_run(instance, day, known, timeout)
+
+    def wait_for_run(
+        self, instance: dg.DagsterInstance, day: str, known: set[str], timeout: float = 900
+    ) -> dg.DagsterRun:
+        """The first run of `day` not in `known`, once it has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = [
+                r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day})) if r.run_id not in known
+            ]
+            if new and new[-1].is_finished:
+                return new[-1]
+            time.sleep(1)
+        raise ClusterError(f"the run of {day} did not end within {timeout:.0f}s; see {self.root / 'logs'}")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         process = self.processes.pop(name, None)

@@ -245,6 +245,13 @@ class ScaleOutResource(Settings):
     broker_url: str = setting(
         "redis://localhost:6379/0", settings.BROKER_URL, "Celery's broker (Redis), with `executor` celery", kind="URL"
     )
+    redeliver_after_seconds: int = setting(
+        600,
+        settings.REDELIVER_AFTER_SECONDS,
+        "with Celery: a step whose worker died is handed to another worker this long after it was sent; a step "
+        "that runs longer than this is sent twice, so keep it above the longest step",
+        ge=1,
+    )
     shared_store: str = setting(
         "shared",
         settings.SHARED_STORE,
@@ -255,6 +262,21 @@ class ScaleOutResource(Settings):
 
     def store(self) -> SharedStore:
         return SharedStore(under_home(self.shared_store))
+
+    def celery_settings(self) -> dict[str, Any]:
+        """What the run's Celery client and every worker agree on: a task is acknowledged only when it has
+        ended, so one whose worker died is sent again, after `redeliver_after_seconds`, to another worker."""
+        return {
+            "broker_url": self.broker_url,
+            # Results come back through the same Redis: Celery's default (rpc://) needs an AMQP broker.
+            "result_backend": self.broker_url,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"visibility_timeout": self.redeliver_after_seconds},
+            "result_backend_transport_options": {"visibility_timeout": self.redeliver_after_seconds},
+        }
 
 
 class StepOutputs(dg.ConfigurableIOManager):
