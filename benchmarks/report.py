@@ -277,7 +277,8 @@ def _measured(results: dict, backfill: dict | None, history: dict | None) -> dic
     out["small_day"] = (cli["total_seconds"], "median of the `dg launch` runs at 1,000 rows") if cli else (None, "")
     if backfill:
         shape = (backfill["days"], backfill["rows"])
-        note = f"{backfill['runs']} runs, {backfill['succeeded']} succeeded"
+        runs = f"{backfill['runs']} run" + ("s" if backfill["runs"] != 1 else "")
+        note = f"{runs}, {backfill['succeeded']} succeeded; median run {backfill.get('run_seconds_median', 0):.1f} s"
         if shape == BACKFILL_SHAPE:
             out["backfill"] = (backfill["wall_seconds"], note)
         else:
