@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,6 +91,7 @@ class LocalCluster:
 
     root: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _pg_root: Path | None = None
 
     @property
     def data(self) -> Path:
@@ -104,8 +106,16 @@ class LocalCluster:
         return f"redis+socket://{self.redis_socket}"
 
     @property
+    def pg_root(self) -> Path:
+        """Postgres's files and socket, in a folder of their own: as root, the server runs as `postgres`, which
+        may not enter the cluster's folder (a test's temporary folder is private)."""
+        if self._pg_root is None:
+            self._pg_root = Path(tempfile.mkdtemp(prefix="batch-assets-pg-"))
+        return self._pg_root
+
+    @property
     def pg_url(self) -> str:
-        return f"postgresql+psycopg2://postgres@/dagster?host={self.root / 'pg'}"
+        return f"postgresql+psycopg2://postgres@/dagster?host={self.pg_root}"
 
     def environment(self, **extra: str) -> dict[str, str]:
         """The warehouse host's environment: every path in the data folder, Celery as the executor."""
@@ -154,17 +164,14 @@ class LocalCluster:
             raise ClusterError("no Postgres server: run scripts/install-postgres")
         # Postgres refuses to run as root; as root, run the server as the `postgres` user the package created.
         as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        sockets = self.root / "pg"
-        sockets.mkdir(exist_ok=True)
+        sockets = self.pg_root
         if as_owner:
-            shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(sockets, "postgres", "postgres")
-        self._run(
-            [*as_owner, bindir / "initdb", "-D", self.root / "pgdata", "-U", "postgres", "--auth=trust"], "initdb"
-        )
+        data = sockets / "data"
+        self._run([*as_owner, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], "initdb", sockets)
         options = f"-c listen_addresses='' -c unix_socket_directories={sockets} -c fsync=off"
-        self._pg_ctl = [*as_owner, bindir / "pg_ctl", "-D", self.root / "pgdata", "-w", "-t", "60"]
-        self._run([*self._pg_ctl, "-l", self.root / "postgres.log", "-o", options, "start"], "postgres")
+        self._pg_ctl = [*as_owner, bindir / "pg_ctl", "-D", data, "-w", "-t", "60"]
+        self._run([*self._pg_ctl, "-l", sockets / "server.log", "-o", options, "start"], "postgres", sockets)
         self._run([bindir / "createdb", "-h", sockets, "-U", "postgres", "dagster"], "createdb")
 
     def start_worker(
@@ -265,7 +272,10 @@ class LocalCluster:
             self.stop(name)
         self.stop("redis")
         if hasattr(self, "_pg_ctl"):
-            subprocess.run([*map(str, self._pg_ctl), "-m", "fast", "stop"], capture_output=True, check=False)
+            stop = [*map(str, self._pg_ctl), "-m", "fast", "stop"]
+            subprocess.run(stop, capture_output=True, check=False, cwd=self.pg_root)
+        if self._pg_root is not None:
+            shutil.rmtree(self._pg_root, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         try:
