@@ -18,7 +18,7 @@ HISTORY_ARGS ?= --days 60 --rows 10000 --repeats 3
 # Where all three write, and where the targets table (benchmarks/targets.py) reads them.
 BENCH_OUT ?= bench-results
 
-.PHONY: install browser postgres-server check test demo dev bench profile lock clean
+.PHONY: install browser postgres-server redis-server check test demo distributed-demo dev bench profile lock clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ browser:
 postgres-server:
 	scripts/install-postgres
 
+# Debian's Redis server, which the scale-out tests start a throwaway socket-only server from.
+redis-server:
+	scripts/install-redis
+
 # Formatting, lint (including SQL built from strings, S608) and the unit tests: a couple of minutes at most.
 check: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -43,11 +47,15 @@ check: $(STAMP)
 	$(BIN)/python -m pytest -m unit -q
 
 # `make check`, then every other test, in parallel, slow ones first; an xdist_group runs on one worker.
-test: check browser postgres-server
+test: check browser postgres-server redis-server
 	$(BIN)/python -m pytest -m "not unit" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/batch-assets demo
+
+# The demo on Celery: Redis, Postgres, two bucket workers, a warehouse worker and the daemon, all stopped after.
+distributed-demo: $(STAMP) postgres-server redis-server
+	$(BIN)/batch-assets distributed-demo
 
 dev: $(STAMP)
 	$(BIN)/batch-assets dev

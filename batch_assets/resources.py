@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -284,19 +285,23 @@ class StepOutputs(dg.ConfigurableIOManager):
     store, where a step on any worker finds them; re-execution reads those of the run it re-executes. The
     assets themselves are the warehouse's tables, never stored here."""
 
-    scale_out: ScaleOutResource
+    @staticmethod
+    def _store() -> SharedStore:
+        # The store the scale-out settings name when the step runs (no nested resource: sensors built with the
+        # code location's resources would then have to open them as a context manager).
+        return ScaleOutResource().with_environment(os.environ).store()
 
     def _path(self, context: dg.OutputContext) -> Path:
         run_id, *rest = context.get_identifier()
-        return self.scale_out.store().root / run_id / "steps" / "/".join(rest)
+        return self._store().root / run_id / "steps" / "/".join(rest)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        self.scale_out.store().publish_object(obj, self._path(context))
+        self._store().publish_object(obj, self._path(context))
 
     def load_input(self, context: dg.InputContext) -> Any:
-        return self.scale_out.store().read_object(self._path(context.upstream_output))
+        return self._store().read_object(self._path(context.upstream_output))
 
 
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:

@@ -23,13 +23,14 @@ MIB = 1 << 20
 BIG_DAY_ROWS = 30_000
 HEADROOM = 3 * MIB // 2
 NO_SPACE = "No space left on device"
-# The writing stages in the order a day runs them, and the tables each commits.
+# The writing stages in the order a day runs them (the node of their steps: a stage of bucket steps is a graph
+# whose steps are `<node>.<op>`), and the tables each commits.
 STAGE_TABLES = {
     "ingest": {"raw.ledger", "raw.bank", "ops.file_log"},
     "validate": {"staging.ledger", "staging.bank", "staging.quarantine"},
     "match": {"recon.matches", "recon.open_items"},
-    "recon__exceptions": {"recon.exceptions"},
-    "recon__summary": {"recon.summary"},
+    "recon_exceptions": {"recon.exceptions"},
+    "recon_summary": {"recon.summary"},
 }
 
 
@@ -149,7 +150,7 @@ def test_a_day_that_fills_the_disk_changes_nothing_and_succeeds_once_the_disk_gr
     failed = run_day(instance, SECOND)
     assert not failed.success
     assert NO_SPACE in error_texts(failed)
-    (failed_step,) = [e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    (failed_step,) = [e.step_key.split(".")[0] for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     # Which stage fills the disk depends on how big each one's files are; whichever it is, the old day is
     # intact, and the stage that failed, like every stage after it, left nothing of the new day anywhere.
     during = warehouse_contents(database)

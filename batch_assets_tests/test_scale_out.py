@@ -211,3 +211,25 @@ def _worker_holding(cluster: LocalCluster, pid: int) -> str:
         if process.pid == group:
             return name
     raise AssertionError(f"process {pid} is in no worker's process group")
+
+
+def test_the_distributed_demo_reconciles_its_days_and_stops_everything_it_started(tmp_path: Path) -> None:
+    _install("install-redis", shutil.which("redis-server") is not None)
+    _install("install-postgres", postgres_bindir() is not None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_ASSETS_")}
+    env.update(settings.data_environment(tmp_path / "data"))
+    command = [Path(sys.executable).with_name("batch-assets"), "distributed-demo", "--days", "2", "--rows", "200"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2026-11-03  run" in done.stdout and "SUCCESS" in done.stdout
+    assert "precision" in done.stdout and "Every process it started has stopped" in done.stdout
+    root = str(tmp_path / "data" / "distributed-demo")
+    leftovers = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and root.encode() in _cmdline(p)]
+    assert leftovers == [], f"processes still running under {root}: {leftovers}"
+
+
+def _cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:
+        return b""

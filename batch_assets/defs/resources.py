@@ -32,7 +32,7 @@ def resources() -> dg.Definitions:
             "landing_sensor": LandingSensorConfig(),
             "alerts": AlertResource(),
             "scale_out": scale_out,
-            "io_manager": StepOutputs(scale_out=scale_out),
+            "io_manager": StepOutputs(),
         },
         # A run's steps in its own process, which saves a Python start-up and a Dagster import per step; with
         # BATCH_ASSETS_EXECUTOR=celery, on Celery workers instead (docs/scaling.md).

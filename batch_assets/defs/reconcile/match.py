@@ -17,7 +17,7 @@ from batch_assets.bucket_steps import (
     day_files,
     input_key,
 )
-from batch_assets.partitions import DAILY, ONE_RUN, PREVIOUS_DAY
+from batch_assets.partitions import DAILY, ONE_RUN
 from batch_assets.resources import MatchingResource
 from batch_assets.shared_store import BucketResult
 from batch_assets.stage import StageRun, table_key
@@ -167,17 +167,14 @@ MATCH = BucketedStage(
     ins={
         "staging_ledger": dg.AssetIn(table_key("staging.ledger"), dagster_type=dg.Nothing),
         "staging_bank": dg.AssetIn(table_key("staging.bank"), dagster_type=dg.Nothing),
-        "previous_open_items": dg.AssetIn(
-            table_key(OPEN_ITEMS), partition_mapping=PREVIOUS_DAY, dagster_type=dg.Nothing
-        ),
     },
     partitions_def=DAILY,
     backfill_policy=ONE_RUN,
     group_name="reconcile",
 )
-def match(staging_ledger, staging_bank, previous_open_items):
+def match(staging_ledger, staging_bank):
     """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
-    return MATCH.steps([staging_ledger, staging_bank, previous_open_items])
+    return MATCH.steps([staging_ledger, staging_bank])
 
 
 def _count_bucket(

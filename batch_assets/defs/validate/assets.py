@@ -16,7 +16,7 @@ from batch_assets.bucket_steps import (
     day_files,
     input_key,
 )
-from batch_assets.partitions import DAILY, ONE_RUN, PREVIOUS_DAY
+from batch_assets.partitions import DAILY, ONE_RUN
 from batch_assets.shared_store import BucketResult
 from batch_assets.stage import StageRun, table_key
 from batch_assets.storage import PartitionWrite, bucket_count
@@ -183,18 +183,11 @@ VALIDATE = BucketedStage(
     outs=VALIDATE.outs,
     ins={
         **{f"raw_{s}": dg.AssetIn(table_key(f"raw.{s}"), dagster_type=dg.Nothing) for s in SOURCES},
-        # Cross-day duplicates: day D is judged against what earlier days staged.
-        **{
-            f"previous_{s}": dg.AssetIn(
-                table_key(_staging_table(s)), partition_mapping=PREVIOUS_DAY, dagster_type=dg.Nothing
-            )
-            for s in SOURCES
-        },
     },
     partitions_def=DAILY,
     backfill_policy=ONE_RUN,
     group_name="validate",
 )
-def validate(raw_ledger, raw_bank, previous_ledger, previous_bank):
+def validate(raw_ledger, raw_bank):
     """Judge every raw row of the day; replace both staging partitions and the quarantine in one transaction."""
-    return VALIDATE.steps([raw_ledger, raw_bank, previous_ledger, previous_bank])
+    return VALIDATE.steps([raw_ledger, raw_bank])
