@@ -193,7 +193,6 @@ class LocalCluster:
         env.update(
             PYTHONPATH=os.pathsep.join(filter(None, [str(config), env.get("PYTHONPATH", "")])),
             TMPDIR=str(scratch),
-            **{settings.SCRATCH: str(scratch / "scratch")},
         )
         return self._spawn(name, command, env=env, cwd=scratch)
 

@@ -40,7 +40,6 @@ class WarehouseResource(Settings, DuckDBResource):
         kind="size",
         pattern=MEMORY_SIZE,
     )
-    scratch_dir: str = setting("scratch", settings.SCRATCH, "spill files for streaming writes", kind="path")
     bucket_rows: int = setting(
         1_000_000,
         settings.BUCKET_ROWS,
@@ -66,7 +65,6 @@ class WarehouseResource(Settings, DuckDBResource):
             self.path,
             lock_timeout_seconds=self.lock_timeout_seconds,
             config=config,
-            scratch_dir=under_home(self.scratch_dir),
             bucket_rows=self.bucket_rows,
             log=log,
         )

@@ -24,6 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from batch_assets import settings
+from batch_assets.storage import disk_full_error, is_out_of_space
+
 PARTIAL = ".partial"
 
 
@@ -86,15 +89,8 @@ class SharedStore:
 
     def publish(self, frame: pl.DataFrame, path: Path) -> PublishedFile:
         """Write `frame` to `path` whole: a temporary name, flushed to disk, then one rename into place."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL}")
-        try:
+        with self.publishing(path) as partial:
             frame.write_parquet(partial, compression="lz4")
-            with open(partial, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
         return self.describe(path, frame.height)
 
     @contextmanager
@@ -108,6 +104,10 @@ class SharedStore:
             with open(partial, "rb") as written:
                 os.fsync(written.fileno())
             os.replace(partial, path)
+        except Exception as error:
+            if is_out_of_space(error):
+                raise disk_full_error(self.root, f"publishing {path.name}", settings.SHARED_STORE) from error
+            raise
         finally:
             partial.unlink(missing_ok=True)
 

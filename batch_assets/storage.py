@@ -11,7 +11,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -167,12 +167,13 @@ def is_out_of_space(error: BaseException | None) -> bool:
     return False
 
 
-def disk_full_error(path: Path, doing: str) -> DiskFullError:
-    """The error for running out of space while writing under `path`: which disk, and what to do."""
+def disk_full_error(path: Path, doing: str, settings: str = "BATCH_ASSETS_WAREHOUSE") -> DiskFullError:
+    """The error for running out of space while writing under `path`: which disk, and what to do (`settings`
+    name what moves that path to a bigger disk)."""
     return DiskFullError(
         f"No space left on device: the disk holding {path} ran out of space, so {doing} failed and nothing was "
-        "committed; every day keeps its previous data. Free space on that disk, or point BATCH_ASSETS_WAREHOUSE "
-        "and BATCH_ASSETS_SCRATCH at a bigger one, then re-execute the run."
+        f"committed; every day keeps its previous data. Free space on that disk, or point {settings} at a bigger "
+        "one, then re-execute the run."
     )
 
 
@@ -672,29 +673,6 @@ class Warehouse:
         finally:
             for spill in spills:
                 spill.unlink(missing_ok=True)
-
-    @contextmanager
-    def spill_files(self, run_id: str) -> Iterator[Callable[[pl.DataFrame], Path]]:
-        """A writer of Parquet spill files for a commit to copy in: `spill(frame)` returns the new file's path.
-        Every file it wrote is deleted when the `with` block ends, committed or not."""
-        written: list[Path] = []
-
-        def spill(frame: pl.DataFrame) -> Path:
-            path = self.spill_path(run_id)
-            written.append(path)
-            try:
-                frame.write_parquet(path, compression="lz4")
-            except Exception as error:
-                if is_out_of_space(error):
-                    raise disk_full_error(self.scratch_dir, "writing a spill file of a stage's result") from error
-                raise
-            return path
-
-        try:
-            yield spill
-        finally:
-            for path in written:
-                path.unlink(missing_ok=True)
 
     def spill_path(self, run_id: str) -> Path:
         """A fresh Parquet file name in the scratch folder, for streaming a result before it is committed."""
