@@ -67,3 +67,13 @@ def add_asset_metadata(
         context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=partition_key)
         return
     context.get_step_execution_context().add_asset_metadata(metadata, asset_key=asset_key, partition_key=partition_key)
+
+
+def is_persistent(instance: dg.DagsterInstance) -> bool:
+    """Whether the instance's storage outlives the process (what a Celery worker in another process needs)."""
+    return instance.is_persistent
+
+
+def partition_runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
+    """The runs of one partition, newest first, as the UI's partition view lists them."""
+    return list(instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})))

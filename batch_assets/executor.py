@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from batch_assets import dagster_internals
 from batch_assets.resources import ScaleOutResource
 
 
@@ -14,7 +15,7 @@ def switchable_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     scale_out = ScaleOutResource().with_environment(os.environ)
     if scale_out.executor == "in_process":
         return dg.in_process_executor.executor_creation_fn(init_context)
-    if not init_context.instance.is_persistent:
+    if not dagster_internals.is_persistent(init_context.instance):
         raise dg.DagsterInvariantViolationError(
             "BATCH_ASSETS_EXECUTOR=celery needs a persistent Dagster instance that the workers share (Postgres, "
             "docs/scaling.md); unset it to run in this process."

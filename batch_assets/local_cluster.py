@@ -24,7 +24,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch_assets import settings
+from batch_assets import dagster_internals, settings
 from batch_assets.partitions import WAREHOUSE_QUEUE
 
 # The queue dagster-celery sends a step to when the step names none: the bucket steps.
@@ -90,6 +90,8 @@ class LocalCluster:
     """Everything under `root`: the data folder (`root/data`), the sockets, Postgres's files and every log."""
 
     root: Path
+    # Settings every process of the cluster runs with, over their defaults (BATCH_ASSETS_BUCKET_ROWS, say).
+    overrides: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _pg_root: Path | None = None
 
@@ -127,6 +129,7 @@ class LocalCluster:
                 settings.BROKER_URL: self.broker_url,
                 settings.WAREHOUSE: f"{WAREHOUSE_FOLDER}/warehouse.duckdb",
                 "DAGSTER_PG_URL": self.pg_url,
+                **self.overrides,
                 **extra,
             }
         )
@@ -175,17 +178,26 @@ class LocalCluster:
         self._run([bindir / "createdb", "-h", sockets, "-U", "postgres", "dagster"], "createdb")
 
     def start_worker(
-        self, name: str, queue: str, *, isolated: bool = False, env: dict[str, str] | None = None
+        self,
+        name: str,
+        queue: str,
+        *,
+        isolated: bool = False,
+        env: dict[str, str] | None = None,
+        cores: str | None = None,
     ) -> subprocess.Popen:
         """A Celery worker serving `queue` with concurrency 1, in a scratch folder of its own. `isolated`: in
         network and mount namespaces of its own, where the warehouse's folder is an empty tmpfs. `env` adds to
-        or overrides the warehouse host's environment."""
+        or overrides the warehouse host's environment. `cores`: the CPUs it may run on, as `taskset -c` takes
+        them."""
         scratch = self.root / "workers" / name
         config = scratch / "config"
         config.mkdir(parents=True, exist_ok=True)
         env = self.environment(**(env or {}))
         write_worker_config(config, env)
         command = [sys.executable, "-m", "celery", *self._worker_args(queue, name)]
+        if cores is not None:
+            command = ["taskset", "-c", cores, *command]
         if isolated:
             hide = 'mount -t tmpfs tmpfs "$1" && shift && exec "$@"'
             isolate = ["unshare", "--net", "--mount", "--", "sh", "-c", hide, "sh", str(self.data / WAREHOUSE_FOLDER)]
@@ -237,7 +249,7 @@ class LocalCluster:
     def run_day(self, day: str, timeout: float = 900) -> dg.DagsterRun:
         """Queue a run of one business day, and wait until it has ended."""
         with self.instance() as instance:
-            known = {run.run_id for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day}))}
+            known = {run.run_id for run in dagster_internals.partition_runs(instance, day)}
             self.launch(day)
             return self.wait_for_run(instance, day, known, timeout)
 
@@ -247,9 +259,7 @@ class LocalCluster:
         """The first run of `day` not in `known`, once it has ended."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            new = [
-                r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day})) if r.run_id not in known
-            ]
+            new = [r for r in dagster_internals.partition_runs(instance, day) if r.run_id not in known]
             if new and new[-1].is_finished:
                 return new[-1]
             time.sleep(1)

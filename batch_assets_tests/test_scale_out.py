@@ -188,20 +188,114 @@ def test_a_bucket_worker_killed_mid_step_loses_nothing_and_the_day_completes(
         victim = _worker_holding(cluster, int(marker.name.removeprefix("held-")))
         os.killpg(cluster.processes.pop(victim).pid, signal.SIGKILL)
         (held / "release").touch()
-        run = cluster.wait_for_run(instance, D1.isoformat(), set())
-        if run.status != dg.DagsterRunStatus.SUCCESS:
-            # The other branch the contract allows: the run failed clearly, and re-executing it completes.
-            subprocess.run(
-                [Path(sys.executable).with_name("batch-assets"), "reexecute", run.run_id],
-                env=cluster.environment(),
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-            run = cluster.wait_for_run(instance, D1.isoformat(), {run.run_id})
+        run = completed(cluster, instance, cluster.wait_for_run(instance, D1.isoformat(), set()))
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
     assert tables(warehouse_file(cluster)) == expected
     assert not list((cluster.data / "shared").rglob("*.partial")), "a partial file was left where steps read"
+
+
+def completed(cluster: LocalCluster, instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """`run`, or, where it failed, its re-execution from the failed steps, the other branch the contract allows."""
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return run
+    assert failure_messages(instance, run), f"run {run.run_id} failed without saying why"
+    reexecute(cluster, run)
+    return cluster.wait_for_run(instance, run.tags["dagster/partition"], {run.run_id})
+
+
+def reexecute(cluster: LocalCluster, run: dg.DagsterRun) -> None:
+    subprocess.run(
+        [Path(sys.executable).with_name("batch-assets"), "reexecute", run.run_id],
+        env=cluster.environment(),
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+
+
+def failure_messages(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """What the run's failed steps, and the run's own failure, said."""
+    texts = []
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_FAILURE":
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                texts.append(data.user_failure_data.description)
+            if data.error:
+                texts.append(data.error.to_string())
+        elif event.event_type_value == "PIPELINE_FAILURE":
+            texts.append(entry.message or "")
+    return "\n".join(texts)
+
+
+def test_a_broker_restart_mid_run_loses_nothing_and_counts_nothing_twice(cluster: LocalCluster, tmp_path: Path) -> None:
+    landing = cluster.data / "landing"
+    generate(start=D1, days=1, rows=ROWS, fmt="csv", seed=31, landing=landing)
+    expected = in_process(landing, tmp_path / "one-process", [(D1, True)])
+    held = tmp_path / "held"
+    held.mkdir()
+    # The bucket workers stop in the match stage's bucket step; while they wait, Redis stops and starts again
+    # from its append-only file, with the run's queued steps and results in it.
+    hold = {HOLD_AT: f"match:{BUCKET_POINT}", HOLD_DIR: str(held)}
+    cluster.start_worker("warehouse-worker", "warehouse")
+    for name in ("bucket-worker-1", "bucket-worker-2"):
+        cluster.start_worker(name, BUCKET_QUEUE, env=hold)
+    cluster.start_daemon()
+    with cluster.instance() as instance:
+        cluster.launch(D1.isoformat())
+        deadline = time.monotonic() + 600
+        while not list(held.glob("held-*")):
+            assert time.monotonic() < deadline, "no bucket step reached the hold"
+            time.sleep(0.2)
+        cluster.stop_redis()
+        time.sleep(3)  # long enough for every client to see the broker gone
+        cluster.start_redis()
+        (held / "release").touch()
+        run = completed(cluster, instance, cluster.wait_for_run(instance, D1.isoformat(), set()))
+        assert run.status == dg.DagsterRunStatus.SUCCESS, (run.run_id, failure_messages(instance, run))
+    assert tables(warehouse_file(cluster)) == expected
+    # One commit of each of the day's partitions per stage that wrote it: nothing was committed twice.
+    commits = Warehouse(warehouse_file(cluster)).query(
+        "SELECT asset_key, count(*) AS n FROM ops.commit_log WHERE partition_key = ? GROUP BY ALL HAVING n > 1",
+        [D1.isoformat()],
+    )
+    assert commits.height == 0, commits
+
+
+def test_a_bucket_worker_on_other_code_is_refused_and_the_day_completes_on_the_same_code(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    landing = cluster.data / "landing"
+    generate(start=D1, days=1, rows=ROWS, fmt="csv", seed=37, landing=landing)
+    expected = in_process(landing, tmp_path / "one-process", [(D1, True)])
+    # A copy of the package with one line changed: a worker that was not restarted after a deploy.
+    other = tmp_path / "other-code"
+    shutil.copytree(ROOT / "batch_assets", other / "batch_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    with (other / "batch_assets" / "transforms" / "matching.py").open("a") as changed:
+        changed.write("\n# a change deployed to the warehouse host but not to this worker\n")
+    cluster.start_worker("warehouse-worker", "warehouse")
+    cluster.start_worker("stale-worker", BUCKET_QUEUE, env={"PYTHONPATH": str(other)})
+    cluster.start_daemon()
+    with cluster.instance() as instance:
+        failed = cluster.run_day(D1.isoformat())
+        assert failed.status == dg.DagsterRunStatus.FAILURE, failed.run_id
+        said = failure_messages(instance, failed)
+        assert "code version" in said and "restart the workers on the same code" in said, said
+        # Nothing computed by the other code reached the warehouse.
+        staged = Warehouse(warehouse_file(cluster)).query(
+            "SELECT count(*) AS n FROM ops.commit_log WHERE partition_key = ? AND asset_key LIKE 'staging.%'",
+            [D1.isoformat()],
+        )
+        assert staged["n"][0] == 0
+        cluster.stop("stale-worker")
+        cluster.start_worker("bucket-worker-1", BUCKET_QUEUE)
+        reexecute(cluster, failed)
+        run = cluster.wait_for_run(instance, D1.isoformat(), {failed.run_id})
+        assert run.status == dg.DagsterRunStatus.SUCCESS, (run.run_id, failure_messages(instance, run))
+    assert tables(warehouse_file(cluster)) == expected
 
 
 def _worker_holding(cluster: LocalCluster, pid: int) -> str:
