@@ -358,7 +358,8 @@ def test_the_scale_out_benchmark_runs_every_configuration_end_to_end_at_a_tiny_s
     for config in ("inprocess", "celery-1", "celery-2"):
         stages = repeat[config]["stages"]
         assert set(stages) == {"validate", "match", "exceptions", "summary"}, config
-        assert all(stage["bucket_steps"] > 1 for stage in stages.values()), (config, stages)
+        # At 2,000 rows the account buckets of the later stages may be one; validate's txn_id buckets are not.
+        assert stages["validate"]["bucket_steps"] > 1 and all(s["bucket_steps"] >= 1 for s in stages.values())
     assert len({figures["matches"] for figures in repeat.values()}) == 1
     assert repeat["celery-2"]["bucket_worker_peak_rss_bytes"] > 0
     assert set(result["ratios"]) == {"bucket_stages_2_over_1", "day_2_over_1", "celery_2_to_inprocess"}

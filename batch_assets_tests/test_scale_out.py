@@ -274,8 +274,12 @@ def test_a_bucket_worker_on_other_code_is_refused_and_the_day_completes_on_the_s
     # A copy of the package with one line changed: a worker that was not restarted after a deploy.
     other = tmp_path / "other-code"
     shutil.copytree(ROOT / "batch_assets", other / "batch_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", other)  # where load_from_defs_folder finds the project's root
     with (other / "batch_assets" / "transforms" / "matching.py").open("a") as changed:
         changed.write("\n# a change deployed to the warehouse host but not to this worker\n")
+    # The worker's interpreter loads that copy as it starts, as a host with the old code installed would: the
+    # job's code pointer names the repository's folder, which would otherwise win when a step loads the job.
+    (other / "sitecustomize.py").write_text("import batch_assets.definitions  # noqa: F401\n")
     cluster.start_worker("warehouse-worker", "warehouse")
     cluster.start_worker("stale-worker", BUCKET_QUEUE, env={"PYTHONPATH": str(other)})
     cluster.start_daemon()
