@@ -15,10 +15,12 @@ BENCH_ARGS ?= --sizes 1000,1000000,5000000 --repeats 3
 BACKFILL_ARGS ?= --days 30 --rows 10000
 # Then day 61 against day 1, after 60 reconciled days of 10,000 rows (benchmarks/history.py).
 HISTORY_ARGS ?= --days 60 --rows 10000 --repeats 3
-# Where all three write, and where the targets table (benchmarks/targets.py) reads them.
+# Then one day on Celery with 1 and 2 bucket workers against one process, paired (benchmarks/scale_out.py).
+SCALE_OUT_ARGS ?= --rows 5000000 --repeats 3
+# Where all four write, and where the targets table (benchmarks/targets.py) reads them.
 BENCH_OUT ?= bench-results
 
-.PHONY: install browser postgres-server check test demo dev bench profile lock clean
+.PHONY: install browser postgres-server redis-server check test demo distributed-demo dev bench profile lock clean
 
 install: $(STAMP)
 
@@ -36,6 +38,10 @@ browser:
 postgres-server:
 	scripts/install-postgres
 
+# Debian's Redis server, which the scale-out tests start a throwaway socket-only server from.
+redis-server:
+	scripts/install-redis
+
 # Formatting, lint (including SQL built from strings, S608) and the unit tests: a couple of minutes at most.
 check: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -43,21 +49,26 @@ check: $(STAMP)
 	$(BIN)/python -m pytest -m unit -q
 
 # `make check`, then every other test, in parallel, slow ones first; an xdist_group runs on one worker.
-test: check browser postgres-server
+test: check browser postgres-server redis-server
 	$(BIN)/python -m pytest -m "not unit" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/batch-assets demo
+
+# The demo on Celery: Redis, Postgres, two bucket workers, a warehouse worker and the daemon, all stopped after.
+distributed-demo: $(STAMP) postgres-server redis-server
+	$(BIN)/batch-assets distributed-demo
 
 dev: $(STAMP)
 	$(BIN)/batch-assets dev
 
 # Times the whole daily job against the ingest floor and the SQL reference, a backfill and a day after 60
 # days of history, then prints the targets table; results in $(BENCH_OUT)/ (docs/performance.md).
-bench: $(STAMP)
+bench: $(STAMP) postgres-server redis-server
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.backfill $(BACKFILL_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.history $(HISTORY_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.scale_out $(SCALE_OUT_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.targets --out $(BENCH_OUT)
 
 # Where a day's time goes: py-spy samples an in-process run (PROFILE_ARGS, e.g. --rows 5000000).

@@ -144,6 +144,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distributed_demo(args: argparse.Namespace) -> int:
+    """Start Redis, Postgres, a warehouse worker, two bucket workers and the daemon on sockets under the data
+    folder, reconcile a generated week through Celery, print the tables, and stop everything it started."""
+    from batch_assets import settings
+    from batch_assets.generator import generate
+    from batch_assets.local_cluster import WAREHOUSE_FOLDER, LocalCluster, can_isolate
+
+    root = settings.data_home() / "distributed-demo"
+    if root.exists():
+        print(f"{root} exists from an earlier demo; remove it first", file=sys.stderr)
+        return 1
+    days = _days(args.start, args.days)
+    failed = []
+    with LocalCluster(root) as cluster:
+        landing, truth = cluster.data / "landing", cluster.data / "truth"
+        print(f"generating {args.days} days x {args.rows} ledger rows into {landing}", flush=True)
+        generate(
+            start=args.start, days=args.days, rows=args.rows, fmt="csv", seed=args.seed, landing=landing, truth=truth
+        )
+        why = can_isolate()
+        cluster.start_workers(2, isolated=why is None)
+        print("bucket workers " + ("in namespaces of their own" if why is None else f"on this host ({why})"))
+        cluster.start_daemon()
+        for day in days:
+            run = cluster.run_day(day.isoformat())
+            print(f"{day}  run {run.run_id[:8]}  {run.status.value}", flush=True)
+            if run.status.value != "SUCCESS":
+                failed.append(day)
+                break
+        os.environ.update(settings.data_environment(cluster.data))
+        os.environ[settings.WAREHOUSE] = f"{WAREHOUSE_FOLDER}/warehouse.duckdb"
+        _print_tables(days, truth)
+    print(f"\nEverything ran under {root}; logs in {root / 'logs'}. Every process it started has stopped.")
+    return 1 if failed else 0
+
+
 def cmd_files(args: argparse.Namespace) -> int:
     """What was delivered for a day, and what happened to each file."""
     import polars as pl
@@ -232,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    distributed = commands.add_parser(
+        "distributed-demo", help="the demo on Celery workers, Redis and Postgres, started and stopped on sockets"
+    )
+    distributed.add_argument("--start", type=_date, default=DEMO_START)
+    distributed.add_argument("--days", type=_positive, default=7)
+    distributed.add_argument("--rows", type=_positive, default=2_000)
+    distributed.add_argument("--seed", type=int, default=7)
+    distributed.set_defaults(func=cmd_distributed_demo)
 
     files = commands.add_parser("files", help="a day's delivered files (status, reason) and its quarantined rows")
     files.add_argument("day", type=_date)

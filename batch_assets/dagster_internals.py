@@ -52,3 +52,28 @@ def latest_materialization(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
     )
+
+
+def add_asset_metadata(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    metadata: dict[str, Any],
+    *,
+    asset_key: dg.AssetKey,
+    partition_key: str,
+) -> None:
+    """Metadata for one partition of an asset the step materialises over a range. An op of a graph-backed asset
+    has no public call for it; its step context has the one the asset context calls."""
+    if isinstance(context, dg.AssetExecutionContext):
+        context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=partition_key)
+        return
+    context.get_step_execution_context().add_asset_metadata(metadata, asset_key=asset_key, partition_key=partition_key)
+
+
+def is_persistent(instance: dg.DagsterInstance) -> bool:
+    """Whether the instance's storage outlives the process (what a Celery worker in another process needs)."""
+    return instance.is_persistent
+
+
+def partition_runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
+    """The runs of one partition, newest first, as the UI's partition view lists them."""
+    return list(instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})))

@@ -19,6 +19,8 @@ STAGES = ("ingest", "validate", "match", "exceptions", "summary")
 # before_commit: inside the warehouse transaction, every table replaced, not committed;
 # after_commit: committed, but Dagster has not yet recorded the materialisation.
 POINTS = ("after_read", "before_commit", "after_commit")
+# in_bucket: a bucket step of a stage, on whichever worker runs it, before it reads its inputs.
+BUCKET_POINT = "in_bucket"
 
 
 def _named(variable: str, stage: str, point: str) -> bool:

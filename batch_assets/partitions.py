@@ -1,4 +1,4 @@
-"""Business-day partitions and the one concurrency pool for warehouse writers."""
+"""Business-day partitions, and the pool and queue that keep warehouse steps one at a time where the file is."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 # DuckDB allows one writing process per file: every asset or check that opens the warehouse is in this pool,
 # and the shipped dagster.yaml limits it to one at a time.
 WAREHOUSE_POOL = "warehouse"
+
+# On Celery (docs/scaling.md) the pool does not hold: dagster-celery sends a step to the queue this tag names, and
+# one worker with concurrency 1 on the warehouse's host serves it. The in-process executor ignores the tag.
+WAREHOUSE_QUEUE = "warehouse"
+ON_WAREHOUSE_HOST = {"dagster-celery/queue": WAREHOUSE_QUEUE}
 
 
 def business_date(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:

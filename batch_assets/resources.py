@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from batch_assets import settings
 from batch_assets.settings import Settings, decimal_text, setting, under_home
+from batch_assets.shared_store import SharedStore
 from batch_assets.storage import RunIdentity, Warehouse
 from batch_assets.transforms.matching import MatchParameters
 
@@ -38,7 +40,6 @@ class WarehouseResource(Settings, DuckDBResource):
         kind="size",
         pattern=MEMORY_SIZE,
     )
-    scratch_dir: str = setting("scratch", settings.SCRATCH, "spill files for streaming writes", kind="path")
     bucket_rows: int = setting(
         1_000_000,
         settings.BUCKET_ROWS,
@@ -64,7 +65,6 @@ class WarehouseResource(Settings, DuckDBResource):
             self.path,
             lock_timeout_seconds=self.lock_timeout_seconds,
             config=config,
-            scratch_dir=under_home(self.scratch_dir),
             bucket_rows=self.bucket_rows,
             log=log,
         )
@@ -228,6 +228,78 @@ class CalendarResource(Settings):
     def passed(self, name: str, at: datetime | None = None) -> bool:
         """Whether today's `schedule_time` or `sla_deadline` has passed in the business time zone."""
         return self.now(at).time() >= self.local_time(name)
+
+
+class ScaleOutResource(Settings):
+    """Where a run's steps run, and where bucket steps on other hosts meet: the executor, Celery's broker, and
+    the shared store."""
+
+    executor: str = setting(
+        "in_process",
+        settings.EXECUTOR,
+        "where a run's steps run: `in_process` (one process) or `celery` (bucket steps on Celery workers, the "
+        "steps that open the warehouse on its queue; docs/scaling.md)",
+        pattern="^(in_process|celery)$",
+    )
+    broker_url: str = setting(
+        "redis://localhost:6379/0", settings.BROKER_URL, "Celery's broker (Redis), with `executor` celery", kind="URL"
+    )
+    redeliver_after_seconds: int = setting(
+        600,
+        settings.REDELIVER_AFTER_SECONDS,
+        "with Celery: a step whose worker died is handed to another worker this long after it was sent; a step "
+        "that runs longer than this is sent twice, so keep it above the longest step",
+        ge=1,
+    )
+    shared_store: str = setting(
+        "shared",
+        settings.SHARED_STORE,
+        "the folder where bucket steps find their inputs and leave their outputs; with Celery, a file system "
+        "every worker mounts at the same path",
+        kind="path",
+    )
+
+    def store(self) -> SharedStore:
+        return SharedStore(under_home(self.shared_store))
+
+    def celery_settings(self) -> dict[str, Any]:
+        """What the run's Celery client and every worker agree on: a task is acknowledged only when it has
+        ended, so one whose worker died is sent again, after `redeliver_after_seconds`, to another worker."""
+        return {
+            "broker_url": self.broker_url,
+            # Results come back through the same Redis: Celery's default (rpc://) needs an AMQP broker.
+            "result_backend": self.broker_url,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"visibility_timeout": self.redeliver_after_seconds},
+            "result_backend_transport_options": {"visibility_timeout": self.redeliver_after_seconds},
+        }
+
+
+class StepOutputs(dg.ConfigurableIOManager):
+    """The small values steps hand each other (a bucket's task, a bucket's result), pickled into the shared
+    store, where a step on any worker finds them; re-execution reads those of the run it re-executes. The
+    assets themselves are the warehouse's tables, never stored here."""
+
+    @staticmethod
+    def _store() -> SharedStore:
+        # The store the scale-out settings name when the step runs (no nested resource: sensors built with the
+        # code location's resources would then have to open them as a context manager).
+        return ScaleOutResource().with_environment(os.environ).store()
+
+    def _path(self, context: dg.OutputContext) -> Path:
+        run_id, *rest = context.get_identifier()
+        return self._store().root / run_id / "steps" / "/".join(rest)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        self._store().publish_object(obj, self._path(context))
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        return self._store().read_object(self._path(context.upstream_output))
 
 
 def run_identity(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunIdentity:

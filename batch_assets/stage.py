@@ -91,7 +91,7 @@ class StageRun:
 
 def run_stage(
     name: str,
-    context: dg.AssetExecutionContext,
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
     warehouse: WarehouseResource,
     one_day: Callable[[StageRun], Iterable[dg.MaterializeResult]],
 ) -> Iterator[dg.MaterializeResult]:
@@ -117,8 +117,8 @@ def run_stage(
             )
         raise
     for day, result in done:
-        context.add_asset_metadata(
-            dict(result.metadata or {}), asset_key=result.asset_key, partition_key=day.isoformat()
+        dagster_internals.add_asset_metadata(
+            context, dict(result.metadata or {}), asset_key=result.asset_key, partition_key=day.isoformat()
         )
     for key in dict.fromkeys(result.asset_key for _, result in done):
         yield dg.MaterializeResult(asset_key=key, metadata={"days_in_run": dg.MetadataValue.int(len(days))})

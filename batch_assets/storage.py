@@ -11,7 +11,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -118,6 +118,9 @@ RAW_FILES_COLUMNS = """
     business_date DATE NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
     path VARCHAR NOT NULL, row_count BIGINT NOT NULL, amount_total DECIMAL(38,2)"""
 
+# Breaks that left the candidates stay breaks until someone resolves them: the standing list, a view.
+STANDING_BREAKS = "recon.standing_breaks"
+
 # The schema this warehouse was last brought up to, so that a step skips the DDL when nothing changed.
 SCHEMA_STAMP_TABLE = "ops.schema_stamp"
 
@@ -164,12 +167,13 @@ def is_out_of_space(error: BaseException | None) -> bool:
     return False
 
 
-def disk_full_error(path: Path, doing: str) -> DiskFullError:
-    """The error for running out of space while writing under `path`: which disk, and what to do."""
+def disk_full_error(path: Path, doing: str, settings: str = "BATCH_ASSETS_WAREHOUSE") -> DiskFullError:
+    """The error for running out of space while writing under `path`: which disk, and what to do (`settings`
+    name what moves that path to a bigger disk)."""
     return DiskFullError(
         f"No space left on device: the disk holding {path} ran out of space, so {doing} failed and nothing was "
-        "committed; every day keeps its previous data. Free space on that disk, or point BATCH_ASSETS_WAREHOUSE "
-        "and BATCH_ASSETS_SCRATCH at a bigger one, then re-execute the run."
+        f"committed; every day keeps its previous data. Free space on that disk, or point {settings} at a bigger "
+        "one, then re-execute the run."
     )
 
 
@@ -268,7 +272,7 @@ def quote_literal(text: str) -> str:
 
 def qualified(table: str) -> str:
     """Quote a schema.table name taken from TABLES."""
-    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE):
+    if table not in TABLES and table not in (COMMIT_LOG_TABLE, RAW_FILES_TABLE, SCHEMA_STAMP_TABLE, STANDING_BREAKS):
         raise WarehouseError(f"unknown table {table!r}")
     schema, name = table.split(".", 1)
     return f"{quote_ident(schema)}.{quote_ident(name)}"
@@ -384,9 +388,9 @@ class Warehouse:
         # Warehouses from before the commit's figures gain the column; their older commits have none.
         statements.append(f"ALTER TABLE {qualified(COMMIT_LOG_TABLE)} ADD COLUMN IF NOT EXISTS figures VARCHAR")
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(RAW_FILES_TABLE)} ({RAW_FILES_COLUMNS})")
-        # Breaks that left the candidates stay breaks until someone resolves them: the standing list.
         statements.append(
-            "CREATE OR REPLACE VIEW recon.standing_breaks AS SELECT * FROM recon.exceptions WHERE status = 'expired'"
+            f"CREATE OR REPLACE VIEW {qualified(STANDING_BREAKS)} AS "  # noqa: S608 (a name of this module)
+            "SELECT * FROM recon.exceptions WHERE status = 'expired'"
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(SCHEMA_STAMP_TABLE)} (stamp VARCHAR NOT NULL)")
         return statements
@@ -544,6 +548,24 @@ class Warehouse:
             frames={"candidates": candidates.select("txn_id")},
         )
 
+    def export(
+        self,
+        table: str,
+        business_date: date,
+        path: Path,
+        columns: Sequence[str] | None = None,
+        *,
+        bucket: Bucket | None = None,
+        before: bool = False,
+    ) -> None:
+        """Copy one business day of a table (with `before`, every earlier day), or one bucket of it, to a Parquet
+        file, for a step that never opens the warehouse."""
+        select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        day = f"business_date {'<' if before else '='} {quote_literal(business_date.isoformat())}"
+        query = f"SELECT {select} FROM {qualified(table)} WHERE {day} AND {bucket_predicate(bucket)}"  # noqa: S608 (a date, a path and names, quoted; test_sql_binding.py checks what is spliced)
+        with self.connection() as conn:
+            conn.execute(f"COPY ({query}) TO {quote_literal(str(path))} (FORMAT parquet, COMPRESSION lz4)")
+
     def partition_figures(self, tables: Sequence[str], business_date: date) -> dict[str, dict[str, Any]]:
         """For each table, what its current partition holds: `rows` and the Table.measures its last commit
         measured (a commit from before figures has them measured now); {} for a partition never written. A
@@ -651,29 +673,6 @@ class Warehouse:
         finally:
             for spill in spills:
                 spill.unlink(missing_ok=True)
-
-    @contextmanager
-    def spill_files(self, run_id: str) -> Iterator[Callable[[pl.DataFrame], Path]]:
-        """A writer of Parquet spill files for a commit to copy in: `spill(frame)` returns the new file's path.
-        Every file it wrote is deleted when the `with` block ends, committed or not."""
-        written: list[Path] = []
-
-        def spill(frame: pl.DataFrame) -> Path:
-            path = self.spill_path(run_id)
-            written.append(path)
-            try:
-                frame.write_parquet(path, compression="lz4")
-            except Exception as error:
-                if is_out_of_space(error):
-                    raise disk_full_error(self.scratch_dir, "writing a spill file of a stage's result") from error
-                raise
-            return path
-
-        try:
-            yield spill
-        finally:
-            for path in written:
-                path.unlink(missing_ok=True)
 
     def spill_path(self, run_id: str) -> Path:
         """A fresh Parquet file name in the scratch folder, for streaming a result before it is committed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 
 from batch_assets.generator import generate
 from batch_assets.landing import digest_file, read_landing_file, scan_landing
+from batch_assets.local_cluster import postgres_bindir
 from batch_assets.transforms.matching import MatchParameters, items_from_staged, match_items, open_items
 from batch_assets.transforms.validate import PRIOR_TXN_SCHEMA, judge_rows, quarantined_rows, staged_rows
 from benchmarks import reference_sql, report
@@ -305,8 +307,17 @@ def test_the_targets_table_quotes_the_worse_mode_and_says_what_was_not_measured(
         "day_1": {"median_seconds": 4.0},
         "day_n": {"median_seconds": 4.2},
     }
-    rows = {row["key"]: row for row in report.targets(results, backfill, history)}
+    scale_out = {
+        "rows": 5_000_000,
+        "repeats": 3,
+        "ratios": {"bucket_stages_2_over_1": 1.8, "day_2_over_1": 1.3, "celery_2_to_inprocess": 1.2},
+    }
+    rows = {row["key"]: row for row in report.targets(results, backfill, history, scale_out)}
     assert list(rows) == list(report.TARGETS)
+    # Speed-ups are met at their limit or above, costs at theirs or below.
+    assert (rows["buckets_2_workers"]["value"], rows["buckets_2_workers"]["met"]) == (1.8, True)
+    assert (rows["day_2_workers"]["value"], rows["day_2_workers"]["met"]) == (1.3, False)
+    assert (rows["celery_cost"]["value"], rows["celery_cost"]["met"]) == (1.2, True)
     assert (rows["floor"]["value"], rows["floor"]["met"]) == (3.2, False)  # the CLI's 3.2, not the 2.9
     assert (rows["reference"]["value"], rows["reference"]["met"]) == (2.0, True)
     assert rows["rss_5m"]["met"] is True and rows["rss_5m"]["shown"] == "1.45 GiB"
@@ -323,12 +334,37 @@ def test_the_targets_table_quotes_the_worse_mode_and_says_what_was_not_measured(
     rows = {r["key"]: r for r in report.targets(results, {**backfill, "days": 2}, {**history, "history_days": 2})}
     assert rows["backfill"]["met"] is None and "2 days" in rows["backfill"]["how"]
     assert rows["history"]["met"] is None and "2 days of history" in rows["history"]["how"]
+    assert rows["celery_cost"]["met"] is None and "not measured" == rows["celery_cost"]["shown"]
 
     # Only figures measured in the same round as results.json are put beside it.
     (tmp_path / "backfill.json").write_text(json.dumps({**backfill, "finished_at": "2026-12-06T07:59:00+00:00"}))
     (tmp_path / "history.json").write_text(json.dumps({**history, "finished_at": "2026-12-06T08:30:00+00:00"}))
     companions = report.companions(results, tmp_path)
     assert companions["backfill"] is None and companions["history"]["ratio"] == 1.05
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("scale_out")
+def test_the_scale_out_benchmark_runs_every_configuration_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or postgres_bindir() is None:
+        pytest.skip("needs Debian's redis-server and Postgres: make redis-server postgres-server")
+    command = [sys.executable, "-m", "benchmarks.scale_out", "--rows", "2000", "--bucket-rows", "500"]
+    done = subprocess.run([*command, "--repeats", "1", "--out", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
+    result = json.loads((tmp_path / "scale_out.json").read_text())
+    (repeat,) = result["runs"]
+    # Every configuration ran every bucketed stage as several bucket steps and matched the same pairs.
+    for config in ("inprocess", "celery-1", "celery-2"):
+        stages = repeat[config]["stages"]
+        assert set(stages) == {"validate", "match", "exceptions", "summary"}, config
+        # At 2,000 rows the account buckets of the later stages may be one; validate's txn_id buckets are not.
+        assert stages["validate"]["bucket_steps"] > 1 and all(s["bucket_steps"] >= 1 for s in stages.values())
+    assert len({figures["matches"] for figures in repeat.values()}) == 1
+    assert repeat["celery-2"]["bucket_worker_peak_rss_bytes"] > 0
+    assert set(result["ratios"]) == {"bucket_stages_2_over_1", "day_2_over_1", "celery_2_to_inprocess"}
+    assert [p["workers"] for p in result["projection_100m"]] == [4, 8, 16]
+    assert "| celery-2 |" in (tmp_path / "scale_out.md").read_text()
 
 
 @pytest.mark.slow

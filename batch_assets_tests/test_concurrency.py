@@ -155,8 +155,8 @@ def test_a_zombie_step_s_late_write_is_refused_and_the_retry_s_result_stands(
             worker.wait()
 
         failures = step_failures(instance, zombie_run.run_id)
-        assert "refused to write recon.matches" in failures["match"], failures
-        assert "This run is stale; the newer data stays." in failures["match"]
+        assert "refused to write recon.matches" in failures["match.match_commit"], failures
+        assert "This run is stale; the newer data stays." in failures["match.match_commit"]
         wh = Warehouse(home / "warehouse.duckdb")
         assert {table: wh.last_commit(table, D2) for table in TABLES} == committed_by_retry
         assert committed_by_retry["recon.matches"].run_id == retry_run.run_id

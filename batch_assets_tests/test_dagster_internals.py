@@ -176,3 +176,17 @@ def test_no_module_but_the_adapter_reaches_past_dagster_s_public_api() -> None:
             if not is_public(getattr(dg.DagsterInstance, call, None)):
                 private.add((name, call))
     assert private <= NOT_MOVED_YET
+
+
+def test_the_runs_of_a_partition_are_listed_and_an_ephemeral_instance_is_not_persistent(tmp_path: Path) -> None:
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"))
+    def daily_count() -> int:
+        return 1
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert dagster_internals.is_persistent(instance)
+        assert dg.materialize([daily_count], instance=instance, partition_key="2026-11-02").success
+        assert dg.materialize([daily_count], instance=instance, partition_key="2026-11-03").success
+        (run,) = dagster_internals.partition_runs(instance, "2026-11-02")
+        assert run.tags["dagster/partition"] == "2026-11-02"
+    assert not dagster_internals.is_persistent(dg.DagsterInstance.ephemeral())

@@ -221,7 +221,9 @@ def test_the_writing_steps_retry_transient_errors_with_backoff_and_jitter() -> N
     assert TRANSIENT_RETRY.backoff == dg.Backoff.EXPONENTIAL and TRANSIENT_RETRY.jitter == dg.Jitter.PLUS_MINUS
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).assets_def.op.retry_policy == TRANSIENT_RETRY, key
+        # A stage of bucket steps is a graph: its plan, its buckets and its commit each retry.
+        for op in graph.get(key).assets_def.node_def.iterate_op_defs():
+            assert op.retry_policy == TRANSIENT_RETRY, (key, op.name)
 
 
 @pytest.mark.unit

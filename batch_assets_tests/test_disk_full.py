@@ -23,13 +23,14 @@ MIB = 1 << 20
 BIG_DAY_ROWS = 30_000
 HEADROOM = 3 * MIB // 2
 NO_SPACE = "No space left on device"
-# The writing stages in the order a day runs them, and the tables each commits.
+# The writing stages in the order a day runs them (the node of their steps: a stage of bucket steps is a graph
+# whose steps are `<node>.<op>`), and the tables each commits.
 STAGE_TABLES = {
     "ingest": {"raw.ledger", "raw.bank", "ops.file_log"},
     "validate": {"staging.ledger", "staging.bank", "staging.quarantine"},
     "match": {"recon.matches", "recon.open_items"},
-    "recon__exceptions": {"recon.exceptions"},
-    "recon__summary": {"recon.summary"},
+    "recon_exceptions": {"recon.exceptions"},
+    "recon_summary": {"recon.summary"},
 }
 
 
@@ -74,11 +75,11 @@ def tmpfs(mount_point: Path, size: int) -> Iterator[Path]:
 
 @pytest.fixture
 def small_disk(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A 16 MiB tmpfs holding the warehouse and its scratch folder; the Dagster instance and the landing zone stay
-    on the big disk, as they would on a server whose data volume fills up."""
+    """A 16 MiB tmpfs holding the warehouse and the shared store of bucket steps; the Dagster instance and the
+    landing zone stay on the big disk, as they would on a server whose data volume fills up."""
     with tmpfs(tmp_path / "disk", 16 * MIB) as disk:
         monkeypatch.setenv(settings.WAREHOUSE, str(disk / "warehouse.duckdb"))
-        monkeypatch.setenv(settings.SCRATCH, str(disk / "scratch"))
+        monkeypatch.setenv(settings.SHARED_STORE, str(disk / "shared"))
         yield disk
 
 
@@ -149,7 +150,7 @@ def test_a_day_that_fills_the_disk_changes_nothing_and_succeeds_once_the_disk_gr
     failed = run_day(instance, SECOND)
     assert not failed.success
     assert NO_SPACE in error_texts(failed)
-    (failed_step,) = [e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    (failed_step,) = [e.step_key.split(".")[0] for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     # Which stage fills the disk depends on how big each one's files are; whichever it is, the old day is
     # intact, and the stage that failed, like every stage after it, left nothing of the new day anywhere.
     during = warehouse_contents(database)
@@ -160,7 +161,10 @@ def test_a_day_that_fills_the_disk_changes_nothing_and_succeeds_once_the_disk_gr
         assert [r for r in during[table] if r[0] == FIRST] == [r for r in before[table] if r[0] == FIRST], table
         if table not in committed:
             assert [r for r in during[table] if r[0] == SECOND] == [], table
-    assert list((small_disk / "scratch").iterdir()) == []  # no spill file left to fill the disk further
+    # The failed run's files stay for its re-execution from failure; none is a partial write that a step could read.
+    assert list((small_disk / "shared").rglob("*.partial")) == []
+    scratch = small_disk / "scratch"  # spill files of the commit's own streaming writes
+    assert not scratch.exists() or list(scratch.iterdir()) == []
 
     resize(small_disk, 128 * MIB)
     retried = run_day(instance, SECOND)
@@ -169,7 +173,7 @@ def test_a_day_that_fills_the_disk_changes_nothing_and_succeeds_once_the_disk_gr
     # The same two days on the big disk, in one clean pass, give the same tables.
     reference = home / "reference.duckdb"
     monkeypatch.setenv(settings.WAREHOUSE, str(reference))
-    monkeypatch.setenv(settings.SCRATCH, str(home / "reference-scratch"))
+    monkeypatch.setenv(settings.SHARED_STORE, str(home / "reference-shared"))
     assert run_day(instance, FIRST).success and run_day(instance, SECOND).success
     after, clean = warehouse_contents(database), warehouse_contents(reference)
     assert {t: after[t] for t in TABLES} == {t: clean[t] for t in TABLES}
@@ -187,17 +191,19 @@ def test_a_full_warehouse_disk_fails_with_a_message_that_says_so_and_what_to_do(
     result = run_day(instance, FIRST)
     assert not result.success
     description = failure_description(result)
-    # The message names the full disk by a path on it: the warehouse, its raw zone or its scratch folder.
+    # The message names the full disk by a path on it: the warehouse, its raw zone or the shared store.
     assert NO_SPACE in description and str(small_disk) in description and "re-execute" in description, description
 
 
-def test_a_full_scratch_folder_is_not_mistaken_for_a_bad_file(
+def test_a_full_shared_store_is_not_mistaken_for_a_bad_file_and_names_its_setting(
     landing: Path, home: Path, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with tmpfs(tmp_path / "scratch-disk", 256 * 1024) as scratch:
-        monkeypatch.setenv(settings.SCRATCH, str(scratch))
+    with tmpfs(tmp_path / "store-disk", 256 * 1024) as store:
+        monkeypatch.setenv(settings.SHARED_STORE, str(store))
         generate(start=FIRST, days=1, rows=BIG_DAY_ROWS, fmt="csv", seed=21, landing=landing)
         result = run_day(instance, FIRST)
     assert not result.success and NO_SPACE in error_texts(result)
+    description = failure_description(result)
+    assert str(store) in description and settings.SHARED_STORE in description, description
     statuses = Warehouse(home / "warehouse.duckdb").query("SELECT DISTINCT status FROM ops.file_log").rows()
-    assert ("rejected",) not in statuses, "good files were logged as rejected because the scratch disk was full"
+    assert ("rejected",) not in statuses, "good files were logged as rejected because the shared store's disk was full"

@@ -12,13 +12,15 @@ import polars as pl
 from batch_assets.storage import Warehouse
 from batch_assets.transforms.scoring import read_truth, score
 
-# Step keys of the daily job's assets, and the stage each one is reported as; every other step is a check.
+# The node of each step of the daily job's assets (the part of its key before the first dot: a stage of bucket
+# steps is a graph, whose plan, bucket and commit steps are `<node>.<op>`), and the stage it is reported as;
+# every other step is a check.
 ASSET_STAGES = {
     "ingest": "ingest",
     "validate": "validate",
     "match": "match",
-    "recon__exceptions": "exceptions",
-    "recon__summary": "summary",
+    "recon_exceptions": "exceptions",
+    "recon_summary": "summary",
 }
 STAGES = (*ASSET_STAGES.values(), "checks")
 _STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
@@ -47,7 +49,8 @@ def run_stages(dagster_home: Path, *, latest: bool = False) -> dict:
         elif kind == dg.DagsterEventType.STEP_START:
             started[entry.step_key] = entry.timestamp
         elif entry.step_key in started:
-            stages[ASSET_STAGES.get(entry.step_key, "checks")] += entry.timestamp - started.pop(entry.step_key)
+            stage = ASSET_STAGES.get(entry.step_key.split(".", 1)[0], "checks")
+            stages[stage] += entry.timestamp - started.pop(entry.step_key)
     run_seconds = (run_end - run_start) if run_start is not None and run_end is not None else None
     return {
         "run_id": run.run_id,

@@ -90,7 +90,9 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}%"
 
 
-def markdown(results: dict, backfill: dict | None = None, history: dict | None = None) -> str:
+def markdown(
+    results: dict, backfill: dict | None = None, history: dict | None = None, scale_out: dict | None = None
+) -> str:
     """The medians as a markdown table, with the machine and the command they were measured with, then the
     targets (with the backfill's and the history's figures when they are given)."""
     machine = results["machine"]
@@ -185,7 +187,7 @@ def markdown(results: dict, backfill: dict | None = None, history: dict | None =
     ]
     if failures:
         lines += ["", "Failed measurements (left out of the medians):", *[f"- {text}" for text in failures]]
-    lines += ["", "## Targets", "", targets_markdown(targets(results, backfill, history))]
+    lines += ["", "## Targets", "", targets_markdown(targets(results, backfill, history, scale_out))]
     return "\n".join(lines) + "\n"
 
 
@@ -217,14 +219,20 @@ def _gib(figures: dict) -> float | None:
     return None if peak is None else peak / GIB
 
 
-def write_markdown(results: dict, out: Path, backfill: dict | None = None, history: dict | None = None) -> Path:
+def write_markdown(
+    results: dict,
+    out: Path,
+    backfill: dict | None = None,
+    history: dict | None = None,
+    scale_out: dict | None = None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.md"
-    path.write_text("# Benchmark results\n\n" + markdown(results, backfill, history))
+    path.write_text("# Benchmark results\n\n" + markdown(results, backfill, history, scale_out))
     return path
 
 
-# The targets of issue 13 that `make bench` measures: which figure, its limit, and its unit.
+# The targets of issues 13 and 14 that `make bench` measures: which figure, its limit, and its unit.
 FIVE_MILLION = 5_000_000
 TWENTY_MILLION = 20_000_000
 SMALL_DAY = 1_000
@@ -238,6 +246,10 @@ class Target:
     target: str
     limit: float
     unit: str
+    at_least: bool = False  # a speed-up: met when the value is the limit or more
+
+    def met(self, value: float) -> bool:
+        return value >= self.limit if self.at_least else value <= self.limit
 
 
 TARGETS = {
@@ -248,6 +260,9 @@ TARGETS = {
     "small_day": Target("1,000-row day, whole process (`dg launch`)", "≤ 3 s", 3.0, " s"),
     "backfill": Target("30-day backfill of 10,000-row days through the daemon", "≤ 60 s", 60.0, " s"),
     "history": Target("day 61 against day 1 (same size, 60 days of history)", "≤ 1.1×", 1.1, "×"),
+    "buckets_2_workers": Target("5M a side, bucket stages: 1 Celery worker over 2", "≥ 1.7×", 1.7, "×", True),
+    "day_2_workers": Target("5M a side, whole run: 1 Celery worker over 2", "≥ 1.4×", 1.4, "×", True),
+    "celery_cost": Target("5M a side, 2 Celery workers over one process on 2 cores", "≤ 1.3×", 1.3, "×"),
 }
 
 
@@ -263,7 +278,9 @@ def _worst(per_mode: dict[str, float], unit: str) -> tuple[float | None, str]:
     return max(per_mode.values()), shown + ("; the larger is quoted" if len(per_mode) > 1 else "")
 
 
-def _measured(results: dict, backfill: dict | None, history: dict | None) -> dict[str, tuple[float | None, str]]:
+def _measured(
+    results: dict, backfill: dict | None, history: dict | None, scale_out: dict | None
+) -> dict[str, tuple[float | None, str]]:
     """Each target's value (None when not measured in this round) and how it was measured, or how to."""
     out: dict[str, tuple[float | None, str]] = {}
     five = _size(results, FIVE_MILLION)
@@ -296,6 +313,15 @@ def _measured(results: dict, backfill: dict | None, history: dict | None) -> dic
             out["history"] = (history["ratio"], note)
         else:
             out["history"] = (None, f"measured with {history['history_days']} days of history instead: {note}")
+    if scale_out:
+        shape = f"{scale_out['rows']:,} rows a side, median of {scale_out['repeats']} paired repeats"
+        for key, ratio in (
+            ("buckets_2_workers", "bucket_stages_2_over_1"),
+            ("day_2_workers", "day_2_over_1"),
+            ("celery_cost", "celery_2_to_inprocess"),
+        ):
+            value = scale_out["ratios"][ratio]
+            out[key] = (value, shape) if scale_out["rows"] == FIVE_MILLION else (None, f"{shape}: {value:.2f}×")
     return out
 
 
@@ -307,12 +333,17 @@ HOW_TO_MEASURE = {
     "small_day": "needs 1000 in --sizes and cli in --modes",
     "backfill": "python -m benchmarks.backfill, then python -m benchmarks.targets",
     "history": "python -m benchmarks.history, then python -m benchmarks.targets",
+    "buckets_2_workers": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
+    "day_2_workers": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
+    "celery_cost": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
 }
 
 
-def targets(results: dict, backfill: dict | None = None, history: dict | None = None) -> list[dict]:
+def targets(
+    results: dict, backfill: dict | None = None, history: dict | None = None, scale_out: dict | None = None
+) -> list[dict]:
     """One row per target, measured or not: measure, value, target, met (None when not measured), and how."""
-    measured = _measured(results, backfill, history)
+    measured = _measured(results, backfill, history, scale_out)
     rows = []
     for key, target in TARGETS.items():
         value, how = measured.get(key, (None, ""))
@@ -323,7 +354,7 @@ def targets(results: dict, backfill: dict | None = None, history: dict | None = 
                 "value": value,
                 "shown": "not measured" if value is None else f"{value:.2f}{target.unit}",
                 "target": target.target,
-                "met": None if value is None else value <= target.limit,
+                "met": None if value is None else target.met(value),
                 "how": how if value is not None or how else HOW_TO_MEASURE[key],
             }
         )
@@ -350,6 +381,7 @@ def _finished_since(path: Path, started_at: str) -> dict | None:
 
 
 def companions(results: dict, out: Path) -> dict[str, dict | None]:
-    """backfill.json and history.json from `out`, each only if it belongs to this round of results.json: an
-    older file would put another day's figure beside these."""
-    return {name: _finished_since(out / f"{name}.json", results["started_at"]) for name in ("backfill", "history")}
+    """backfill.json, history.json and scale_out.json from `out`, each only if it belongs to this round of
+    results.json: an older file would put another day's figure beside these."""
+    names = ("backfill", "history", "scale_out")
+    return {name: _finished_since(out / f"{name}.json", results["started_at"]) for name in names}

@@ -30,7 +30,7 @@ PATH_SETTINGS = (
     settings.HOME,
     settings.LANDING,
     settings.WAREHOUSE,
-    settings.SCRATCH,
+    settings.SHARED_STORE,
     settings.ALERT_FILE,
     "DAGSTER_HOME",
 )

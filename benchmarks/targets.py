@@ -1,4 +1,5 @@
-"""`make bench`, last part: the targets table from this round's results.json, backfill.json and history.json."""
+"""`make bench`, last part: the targets table from this round's results.json, backfill.json, history.json and
+scale_out.json."""
 
 from __future__ import annotations
 

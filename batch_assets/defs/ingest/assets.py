@@ -14,7 +14,7 @@ from batch_assets.landing import (
     land_file,
     scan_landing,
 )
-from batch_assets.partitions import DAILY, ONE_RUN, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ON_WAREHOUSE_HOST, ONE_RUN, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import LandingZoneResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
@@ -65,6 +65,7 @@ def _raw_table(source: str) -> str:
     partitions_def=DAILY,
     backfill_policy=ONE_RUN,
     pool=WAREHOUSE_POOL,
+    op_tags=ON_WAREHOUSE_HOST,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient

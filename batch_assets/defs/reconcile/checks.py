@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ON_WAREHOUSE_HOST, WAREHOUSE_POOL
 from batch_assets.resources import ThresholdsResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.stage import run_check, table_key, threshold_result
@@ -23,6 +23,7 @@ def _items_conserved_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        op_tags=ON_WAREHOUSE_HOST,
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
@@ -68,6 +69,7 @@ def _matched_once_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        op_tags=ON_WAREHOUSE_HOST,
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
@@ -111,6 +113,7 @@ def _matches_balance_check() -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        op_tags=ON_WAREHOUSE_HOST,
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
@@ -152,6 +155,7 @@ def _summary_row(wh: Warehouse, day: date, where: str) -> list[dict]:
     description="Match rate (matched / candidate items) of the day, against BATCH_ASSETS_MATCH_RATE_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    op_tags=ON_WAREHOUSE_HOST,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
@@ -178,6 +182,7 @@ def match_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResou
     "BATCH_ASSETS_BREAK_VALUE_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    op_tags=ON_WAREHOUSE_HOST,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
@@ -204,6 +209,7 @@ def break_value(context: dg.AssetCheckExecutionContext, warehouse: WarehouseReso
     description="Count of amount mismatches of the day, against BATCH_ASSETS_AMOUNT_MISMATCH_WARN / _ERROR.",
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    op_tags=ON_WAREHOUSE_HOST,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient

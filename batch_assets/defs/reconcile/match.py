@@ -1,17 +1,26 @@
 """Match stage: pair the day's ledger and bank candidates, and carry what is left into the next day."""
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from batch_assets.partitions import DAILY, ONE_RUN, PREVIOUS_DAY, WAREHOUSE_POOL
-from batch_assets.progress import ProgressResource
-from batch_assets.resources import MatchingResource, WarehouseResource
-from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, run_stage, table_key
+from batch_assets.bucket_steps import (
+    BucketedStage,
+    BucketWork,
+    Planned,
+    Planning,
+    day_figures,
+    day_files,
+    input_key,
+)
+from batch_assets.partitions import DAILY, ONE_RUN
+from batch_assets.resources import MatchingResource
+from batch_assets.shared_store import BucketResult
+from batch_assets.stage import StageRun, table_key
 from batch_assets.storage import (
     ACCOUNT_BUCKET_KEY,
     CommitRecord,
@@ -32,117 +41,80 @@ MATCHES = "recon.matches"
 OPEN_ITEMS = "recon.open_items"
 
 
-@dg.multi_asset(
-    name="match",
-    specs=[
-        dg.AssetSpec(
-            table_key(MATCHES),
-            description="Every pair or group matched on the day: pass, both sides' ids and amounts; one row per "
-            "ledger item.",
-            group_name="reconcile",
-            kinds={"duckdb", "polars"},
-            # Not on yesterday's open items, although the matching reads them: open_items carries that
-            # dependency for the whole stage. Declared here too, it would make the UI's asset backfill target
-            # one more day of matches than of open items, which Dagster refuses for a multi-asset.
-            deps=[table_key("staging.ledger"), table_key("staging.bank")],
-        ),
-        dg.AssetSpec(
-            table_key(OPEN_ITEMS),
-            description="Every candidate left unmatched on the day, with its age; `carried` ones are candidates "
-            "again the next day, the others expired here.",
-            group_name="reconcile",
-            kinds={"duckdb", "polars"},
-            deps=[
-                table_key("staging.ledger"),
-                table_key("staging.bank"),
-                dg.AssetDep(table_key(OPEN_ITEMS), partition_mapping=PREVIOUS_DAY),
-            ],
-        ),
-    ],
-    partitions_def=DAILY,
-    backfill_policy=ONE_RUN,
-    pool=WAREHOUSE_POOL,
-    retry_policy=TRANSIENT_RETRY,
-)
-@fail_fast_unless_transient
-def match(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    matching: MatchingResource,
-    progress: ProgressResource,
-):
-    """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
-    yield from run_stage("match", context, warehouse, lambda stage: _match_day(stage, matching, progress))
-
-
-def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressResource):
-    """One day of the stage."""
-    day, wh, run = stage.day, stage.wh, stage.run
+def _plan(p: Planning) -> Planned:
+    """Each bucket of accounts gets its staged rows of every day of the run and the items carried into the
+    first day; the bucket steps carry the items of the run's later days themselves."""
+    per_day: dict = {}
+    most = 0
+    with p.wh.reading():
+        previous_open = carried_commit(p.wh, p.days[0])
+        for day in p.days:
+            commits = {source: p.wh.last_commit(f"staging.{source}", day) for source in ("ledger", "bank")}
+            for source, commit in commits.items():
+                if commit is None:
+                    raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
+            per_day[day] = {"inputs": [commits[source].fingerprint for source in ("ledger", "bank")]}
+            most = max(most, *(commit.row_count for commit in commits.values()))
+    matching: MatchingResource = p.context.resources.matching
     params = matching.parameters()
-
-    with wh.reading():
-        previous_open = carried_commit(wh, day)
-        staged_commits = {source: wh.last_commit(f"staging.{source}", day) for source in ("ledger", "bank")}
-    for source in ("ledger", "bank"):
-        if staged_commits[source] is None:
-            raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
-    inputs = [staged_commits[source].fingerprint for source in ("ledger", "bank")]
-    # Matching never looks across accounts, so a big day is matched in buckets of accounts, one at a time,
-    # and memory follows the bucket, not the day.
-    buckets = wh.buckets(max(c.row_count for c in staged_commits.values()), ACCOUNT_BUCKET_KEY)
-    tracker = progress.tracker(
-        stage.context.log, "match", total=sum(c.row_count for c in staged_commits.values()), unit="rows"
-    )
-    counts: Counter[str] = Counter()
-    spills: dict[str, list[Path]] = {MATCHES: [], OPEN_ITEMS: []}
-    with wh.spill_files(run.run_id) as spill:
-        for bucket in buckets:
-            with wh.reading():
-                carried = (
-                    wh.read_partition(OPEN_ITEMS, day - timedelta(days=1), bucket=bucket, ordered=False)
-                    if previous_open is not None
-                    else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
-                )
-                staged_rows = {
-                    source: wh.read_partition(
-                        f"staging.{source}", day, STAGED_ITEM_COLUMNS, bucket=bucket, ordered=False
-                    )
-                    for source in ("ledger", "bank")
-                }
-            candidates = {}
-            bucket_rows = 0
+    buckets = []
+    # Matching never looks across accounts, so a big day is matched in buckets of accounts, and memory follows
+    # the bucket, not the day.
+    for bucket in p.wh.buckets(most, ACCOUNT_BUCKET_KEY):
+        inputs = {}
+        if previous_open is not None:
+            inputs["carried"] = p.export(OPEN_ITEMS, p.days[0] - timedelta(days=1), bucket, "carried")
+        for day in p.days:
             for source in ("ledger", "bank"):
-                staged = staged_rows.pop(source)
-                bucket_rows += staged.height
-                candidates[source] = pl.concat(
-                    [items_from_staged(staged.lazy()), items_from_open(carried.lazy(), source)]
-                ).collect()
-                del staged
-            matches = match_items(candidates["ledger"], candidates["bank"], day, params.date_tolerance_days)
-            left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, params.carry_days)
-            _count_bucket(counts, candidates, matches, left_open)
-            spills[MATCHES].append(spill(matches))
-            spills[OPEN_ITEMS].append(spill(left_open))
-            tracker.advance(
-                bucket_rows,
-                note=f"bucket {bucket.index + 1} of {bucket.count}: {matches.height:,} matched ledger items",
-            )
-            del carried, candidates, matches, left_open
-        records = stage.commit(
-            [
-                # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
-                PartitionWrite(
-                    MATCHES,
-                    day,
-                    spills[MATCHES],
-                    allow_empty=True,
-                    input_hashes=inputs,
-                    amount_total_sql="sum(ledger_amount)",
-                ),
-                PartitionWrite(OPEN_ITEMS, day, spills[OPEN_ITEMS], allow_empty=True, input_hashes=inputs),
-            ]
-        )
+                key = input_key(f"staged/{source}", day)
+                inputs[key] = p.export(f"staging.{source}", day, bucket, key, STAGED_ITEM_COLUMNS)
+        buckets.append(inputs)
+    return Planned(
+        per_day, buckets, {"date_tolerance_days": params.date_tolerance_days, "carry_days": params.carry_days}
+    )
 
+
+def _compute(work: BucketWork) -> None:
+    """Match the bucket's candidates of each day in order; what a day leaves open is the next day's carry."""
+    carried = work.read("carried") if "carried" in work.task.inputs else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+    for day in work.task.days:
+        candidates = {
+            source: pl.concat(
+                [items_from_staged(work.read(f"staged/{source}", day).lazy()), items_from_open(carried.lazy(), source)]
+            ).collect()
+            for source in ("ledger", "bank")
+        }
+        matches = match_items(candidates["ledger"], candidates["bank"], day, work.params["date_tolerance_days"])
+        left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, work.params["carry_days"])
+        counts: Counter[str] = Counter()
+        _count_bucket(counts, candidates, matches, left_open)
+        work.count(day, counts)
+        work.publish(day, MATCHES, matches)
+        work.publish(day, OPEN_ITEMS, left_open)
+        carried = left_open
+        del candidates, matches
+
+
+def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[BucketResult]):
+    """The day's matches and open items, every bucket's rows, in one transaction."""
+    inputs = planned["inputs"]
+    counts = day_figures(stage, results)
+    records = stage.commit(
+        [
+            # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
+            PartitionWrite(
+                MATCHES,
+                stage.day,
+                day_files(stage, results, MATCHES),
+                allow_empty=True,
+                input_hashes=inputs,
+                amount_total_sql="sum(ledger_amount)",
+            ),
+            PartitionWrite(
+                OPEN_ITEMS, stage.day, day_files(stage, results, OPEN_ITEMS), allow_empty=True, input_hashes=inputs
+            ),
+        ]
+    )
     items = counts["candidates_ledger"] + counts["candidates_bank"]
     matched = counts["matched_ledger"] + counts["matched_bank"]
     # Open items first: they carry the stage's dependency on the previous day.
@@ -162,8 +134,47 @@ def _match_day(stage: StageRun, matching: MatchingResource, progress: ProgressRe
         candidates_bank=counts["candidates_bank"],
         match_rate=dg.MetadataValue.float(round(matched / items, 6) if items else 1.0),
         **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in PASSES},
-        buckets=len(buckets),
+        buckets=len(results),
     )
+
+
+MATCH = BucketedStage(
+    "match",
+    outs={
+        "matches": dg.AssetOut(
+            key=table_key(MATCHES),
+            description="Every pair or group matched on the day: pass, both sides' ids and amounts; one row per "
+            "ledger item.",
+            kinds={"duckdb", "polars"},
+        ),
+        "open_items": dg.AssetOut(
+            key=table_key(OPEN_ITEMS),
+            description="Every candidate left unmatched on the day, with its age; `carried` ones are candidates "
+            "again the next day, the others expired here.",
+            kinds={"duckdb", "polars"},
+        ),
+    },
+    plan=_plan,
+    compute=_compute,
+    commit_day=_commit_day,
+    plan_resources=frozenset({"matching"}),
+)
+
+
+@dg.graph_multi_asset(
+    name="match",
+    outs=MATCH.outs,
+    ins={
+        "staging_ledger": dg.AssetIn(table_key("staging.ledger"), dagster_type=dg.Nothing),
+        "staging_bank": dg.AssetIn(table_key("staging.bank"), dagster_type=dg.Nothing),
+    },
+    partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
+    group_name="reconcile",
+)
+def match(staging_ledger, staging_bank):
+    """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
+    return MATCH.steps([staging_ledger, staging_bank])
 
 
 def _count_bucket(

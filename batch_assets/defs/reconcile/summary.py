@@ -1,16 +1,19 @@
 """Summary stage: the day's reconciliation in numbers, per account and currency, per currency and in total."""
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from batch_assets.bucket_steps import BucketedStage, BucketWork, Planned, Planning, day_files, input_key
 from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
-from batch_assets.partitions import DAILY, ONE_RUN, WAREHOUSE_POOL
-from batch_assets.resources import MatchingResource, WarehouseResource
-from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
-from batch_assets.stage import StageRun, money_metadata, run_stage, table_key
-from batch_assets.storage import ACCOUNT_BUCKET_KEY, PartitionWrite, bucket_predicate
+from batch_assets.partitions import DAILY, ONE_RUN
+from batch_assets.resources import MatchingResource
+from batch_assets.shared_store import BucketResult
+from batch_assets.stage import StageRun, money_metadata, table_key
+from batch_assets.storage import ACCOUNT_BUCKET_KEY, STANDING_BREAKS, PartitionWrite
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES
 from batch_assets.transforms.summary import ALL, account_figures, roll_up
@@ -20,72 +23,78 @@ SUMMARY = "recon.summary"
 MATCH_COLUMNS = ["account_id", "currency", "match_pass", "match_id", "ledger_txn_id", "bank_txn_id"]
 
 
-@dg.asset(
-    key=table_key(SUMMARY),
-    description="Per account and currency, per currency (account *) and in total (*, *): items per side, matches "
-    "per pass, match rate, open items, breaks and break value per side, amount mismatches, ageing buckets.",
-    group_name="reconcile",
-    kinds={"duckdb", "polars"},
-    deps=[table_key("recon.matches"), table_key("recon.open_items"), table_key("recon.exceptions")],
-    partitions_def=DAILY,
-    backfill_policy=ONE_RUN,
-    pool=WAREHOUSE_POOL,
-    retry_policy=TRANSIENT_RETRY,
-)
-@fail_fast_unless_transient
-def recon_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource, matching: MatchingResource):
-    yield from run_stage("summary", context, warehouse, lambda stage: _summary_day(stage, matching))
+KEYS = ["account_id", "currency"]
+UPSTREAM = ("recon.matches", "recon.open_items", "recon.exceptions")
 
 
-def _summary_day(stage: StageRun, matching: MatchingResource):
-    """One day of the stage."""
-    day, wh = stage.day, stage.wh
-    keys = ["account_id", "currency"]
-    with wh.reading():
-        previous_open = carried_commit(wh, day)
-        staged_rows = max(
-            (c.row_count for s in ("ledger", "bank") if (c := wh.last_commit(f"staging.{s}", day))), default=0
-        )
-    grace_days = matching.parameters().grace_days
-    # Per-account figures add up across buckets of accounts, so a big day is summarised one bucket at a time.
-    per_account = []
-    for bucket in wh.buckets(staged_rows, ACCOUNT_BUCKET_KEY):
-        with wh.reading():
-            carried = (
-                wh.read_partition(
-                    OPEN_ITEMS, day - timedelta(days=1), ["source", "carried", *keys], bucket=bucket, ordered=False
-                ).filter("carried")
-                if previous_open is not None
-                else pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *keys)})
-            )
-            staged = {
-                source: wh.read_partition(f"staging.{source}", day, keys, bucket=bucket, ordered=False)
-                for source in ("ledger", "bank")
+def _plan(p: Planning) -> Planned:
+    """Each bucket of accounts gets, for every day of the run, the day's candidates (staged rows and carried
+    items), matches, open items and the standing breaks of earlier days: per-account figures add up."""
+    per_day: dict = {}
+    carried_from: dict = {}
+    most = 0
+    with p.wh.reading():
+        for day in p.days:
+            carried_from[day] = carried_commit(p.wh, day) is not None
+            staged = [c.row_count for s in ("ledger", "bank") if (c := p.wh.last_commit(f"staging.{s}", day))]
+            most = max(most, *staged, 0)
+            commits = {t: c for t in UPSTREAM if (c := p.wh.last_commit(t, day))}
+            per_day[day] = {
+                "inputs": [c.fingerprint for c in commits.values()],
+                "exceptions": commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0,
             }
-            matches = wh.read_partition("recon.matches", day, MATCH_COLUMNS, bucket=bucket, ordered=False)
-            left_open = wh.read_partition(OPEN_ITEMS, day, bucket=bucket, ordered=False)
-            standing = wh.query(
-                "SELECT account_id, currency, booking_date FROM recon.standing_breaks "  # noqa: S608 (values are bound; test_sql_binding.py checks what is spliced)
-                f"WHERE business_date < ? AND {bucket_predicate(bucket)}",
-                [day],
+    buckets = []
+    for bucket in p.wh.buckets(most, ACCOUNT_BUCKET_KEY):
+        inputs = {}
+        for day in p.days:
+            named = {
+                name: input_key(name, day) for name in ("carried", "ledger", "bank", "matches", "open", "standing")
+            }
+            if carried_from[day]:
+                previous = day - timedelta(days=1)
+                inputs[named["carried"]] = p.export(
+                    OPEN_ITEMS, previous, bucket, named["carried"], ["source", "carried", *KEYS]
+                )
+            for source in ("ledger", "bank"):
+                inputs[named[source]] = p.export(f"staging.{source}", day, bucket, named[source], KEYS)
+            inputs[named["matches"]] = p.export("recon.matches", day, bucket, named["matches"], MATCH_COLUMNS)
+            inputs[named["open"]] = p.export(OPEN_ITEMS, day, bucket, named["open"])
+            inputs[named["standing"]] = p.export(
+                STANDING_BREAKS, day, bucket, named["standing"], ["account_id", "currency", "booking_date"], before=True
             )
+        buckets.append(inputs)
+    matching: MatchingResource = p.context.resources.matching
+    return Planned(per_day, buckets, {"grace_days": matching.parameters().grace_days})
+
+
+def _compute(work: BucketWork) -> None:
+    for day in work.task.days:
+        if input_key("carried", day) in work.task.inputs:
+            carried = work.read("carried", day).filter("carried")
+        else:
+            carried = pl.DataFrame(schema={c: OPEN_ITEM_SCHEMA[c] for c in ("source", "carried", *KEYS)})
         candidates = {
-            source: pl.concat([staged[source], carried.filter(pl.col("source") == source).select(keys)])
+            source: pl.concat([work.read(source, day), carried.filter(pl.col("source") == source).select(KEYS)])
             for source in ("ledger", "bank")
         }
-        classified = classify(left_open, grace_days)
-        per_account.append(
-            account_figures(day, candidates["ledger"], candidates["bank"], matches, classified, standing)
+        classified = classify(work.read("open", day), work.params["grace_days"])
+        figures = account_figures(
+            day,
+            candidates["ledger"],
+            candidates["bank"],
+            work.read("matches", day),
+            classified,
+            work.read("standing", day),
         )
-        del carried, staged, candidates, matches, left_open, classified, standing
-    summary = roll_up(day, pl.concat(per_account))
-    with wh.reading():
-        commits = {
-            t: c for t in ("recon.matches", "recon.open_items", "recon.exceptions") if (c := wh.last_commit(t, day))
-        }
-    inputs = [c.fingerprint for c in commits.values()]
+        work.publish(day, "per_account", figures)
+        work.count(day, {"accounts": figures.height})
+
+
+def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[BucketResult]):
+    day = stage.day
+    summary = roll_up(day, pl.concat([pl.read_parquet(path) for path in day_files(stage, results, "per_account")]))
     records = stage.commit(
-        [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=inputs, amount_total_sql=None)]
+        [PartitionWrite(SUMMARY, day, summary, allow_empty=True, input_hashes=planned["inputs"], amount_total_sql=None)]
     )
     total = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") == ALL)).row(0, named=True)
     per_currency = summary.filter((pl.col("account_id") == ALL) & (pl.col("currency") != ALL))
@@ -119,8 +128,36 @@ def _summary_day(stage: StageRun, matching: MatchingResource):
             **break_values,
             # So that alerting reads the day's numbers from the event log, never from the warehouse, whose
             # file lock a reader would contend for with the writing runs.
-            "exceptions": dg.MetadataValue.int(
-                commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0
-            ),
+            "exceptions": dg.MetadataValue.int(planned["exceptions"]),
         },
     )
+
+
+SUMMARY_STAGE = BucketedStage(
+    "summary",
+    outs={
+        "summary": dg.AssetOut(
+            key=table_key(SUMMARY),
+            description="Per account and currency, per currency (account *) and in total (*, *): items per side, "
+            "matches per pass, match rate, open items, breaks and break value per side, amount mismatches, ageing "
+            "buckets.",
+            kinds={"duckdb", "polars"},
+        )
+    },
+    plan=_plan,
+    compute=_compute,
+    commit_day=_commit_day,
+    plan_resources=frozenset({"matching"}),
+)
+
+
+@dg.graph_multi_asset(
+    name="recon_summary",
+    outs=SUMMARY_STAGE.outs,
+    ins={t.replace(".", "_"): dg.AssetIn(table_key(t), dagster_type=dg.Nothing) for t in UPSTREAM},
+    partitions_def=DAILY,
+    backfill_policy=ONE_RUN,
+    group_name="reconcile",
+)
+def recon_summary(recon_matches, recon_open_items, recon_exceptions):
+    return SUMMARY_STAGE.steps([recon_matches, recon_open_items, recon_exceptions])

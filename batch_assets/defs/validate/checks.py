@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from batch_assets.partitions import DAILY, WAREHOUSE_POOL
+from batch_assets.partitions import DAILY, ON_WAREHOUSE_HOST, WAREHOUSE_POOL
 from batch_assets.resources import ThresholdsResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.stage import run_check, table_key, threshold_result
@@ -25,6 +25,7 @@ def _rows_conserved_check(source: str) -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        op_tags=ON_WAREHOUSE_HOST,
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
@@ -80,6 +81,7 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
         blocking=True,
         partitions_def=DAILY,
         pool=WAREHOUSE_POOL,
+        op_tags=ON_WAREHOUSE_HOST,
         retry_policy=TRANSIENT_RETRY,
     )
     @fail_fast_unless_transient
@@ -117,6 +119,7 @@ def _txn_id_unique_check(source: str) -> dg.AssetChecksDefinition:
     blocking=True,
     partitions_def=DAILY,
     pool=WAREHOUSE_POOL,
+    op_tags=ON_WAREHOUSE_HOST,
     retry_policy=TRANSIENT_RETRY,
 )
 @fail_fast_unless_transient
