@@ -179,12 +179,7 @@ def test_a_bucket_worker_killed_mid_step_loses_nothing_and_the_day_completes(
         cluster.start_worker(name, BUCKET_QUEUE, env=hold)
     cluster.start_daemon()
     with cluster.instance() as instance:
-        cluster.launch(D1.isoformat())
-        deadline = time.monotonic() + 600
-        while not list(held.glob("held-*")):
-            assert time.monotonic() < deadline, "no bucket step reached the hold"
-            time.sleep(0.2)
-        (marker,) = held.glob("held-*")
+        (marker,) = launch_and_wait_for_the_hold(cluster, held)
         victim = _worker_holding(cluster, int(marker.name.removeprefix("held-")))
         os.killpg(cluster.processes.pop(victim).pid, signal.SIGKILL)
         (held / "release").touch()
@@ -245,11 +240,7 @@ def test_a_broker_restart_mid_run_loses_nothing_and_counts_nothing_twice(cluster
         cluster.start_worker(name, BUCKET_QUEUE, env=hold)
     cluster.start_daemon()
     with cluster.instance() as instance:
-        cluster.launch(D1.isoformat())
-        deadline = time.monotonic() + 600
-        while not list(held.glob("held-*")):
-            assert time.monotonic() < deadline, "no bucket step reached the hold"
-            time.sleep(0.2)
+        launch_and_wait_for_the_hold(cluster, held)
         cluster.stop_redis()
         time.sleep(3)  # long enough for every client to see the broker gone
         cluster.start_redis()
@@ -300,6 +291,16 @@ def test_a_bucket_worker_on_other_code_is_refused_and_the_day_completes_on_the_s
         run = cluster.wait_for_run(instance, D1.isoformat(), {failed.run_id})
         assert run.status == dg.DagsterRunStatus.SUCCESS, (run.run_id, failure_messages(instance, run))
     assert tables(warehouse_file(cluster)) == expected
+
+
+def launch_and_wait_for_the_hold(cluster: LocalCluster, held: Path, timeout: float = 600) -> list[Path]:
+    """Launch the run of D1 and wait until a bucket step stops at the hold; the markers of the held steps."""
+    cluster.launch(D1.isoformat())
+    deadline = time.monotonic() + timeout
+    while not (markers := list(held.glob("held-*"))):
+        assert time.monotonic() < deadline, "no bucket step reached the hold"
+        time.sleep(0.2)
+    return markers
 
 
 def _worker_holding(cluster: LocalCluster, pid: int) -> str:
