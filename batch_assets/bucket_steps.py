@@ -28,7 +28,7 @@ from batch_assets.resources import ScaleOutResource, WarehouseResource
 from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.shared_store import BucketResult, BucketTask, PublishedFile, SharedStore
 from batch_assets.stage import StageRun, run_stage
-from batch_assets.storage import Warehouse
+from batch_assets.storage import Bucket, Warehouse
 
 # A graph-backed asset states its data version on its Output, which dagster 1.13 marks beta and warns about on
 # every output; @asset's MaterializeResult takes the same value with no warning.
@@ -72,12 +72,24 @@ class Planning:
             return self.store.describe(path)
         return self.store.publish(frame, path)
 
-    def export(self, table: str, day: date, bucket: Any, name: str, columns: list[str] | None = None, **kw: Any):
-        """Publish one bucket of one day of a warehouse table, copied by DuckDB straight to Parquet."""
-        path = self.path(name, day, bucket.index)
-        with self.store.publishing(path) as partial:
-            self.wh.export(table, day, partial, columns, bucket=bucket, **kw)
-        return self.store.describe(path)
+    def export(
+        self, table: str, day: date, buckets: list[Bucket], name: str, columns: list[str] | None = None, **kw: Any
+    ) -> list[PublishedFile]:
+        """Publish each bucket of one day of a warehouse table, copied by DuckDB straight to Parquet in one pass
+        over the day."""
+        with self.store.scratch() as folder:
+            written = self.wh.export(table, day, folder, buckets, columns, **kw)
+            return [
+                self.store.adopt(path, self.path(name, day, b.index)) for b, path in zip(buckets, written, strict=True)
+            ]
+
+
+def by_bucket(files: Mapping[str, list[PublishedFile]]) -> list[dict[str, PublishedFile]]:
+    """Each bucket's inputs by name, from each input's files by bucket."""
+    counts = {len(published) for published in files.values()}
+    if len(counts) > 1:
+        raise ValueError(f"inputs with different numbers of buckets: {sorted(counts)}")
+    return [dict(zip(files, bucket, strict=True)) for bucket in zip(*files.values(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ class BucketWork:
         return self.task.params
 
     def read(self, name: str, day: date | None = None, columns: list[str] | None = None) -> pl.DataFrame:
-        frame = self.store.read(self.task.inputs[_input_key(name, day)], columns)
+        frame = self.store.read(self.task.inputs[input_key(name, day)], columns)
         self._rows_read += frame.height
         return frame
 
@@ -135,10 +147,7 @@ class BucketWork:
 
 
 def input_key(name: str, day: date | None = None) -> str:
-    return _input_key(name, day)
-
-
-def _input_key(name: str, day: date | None) -> str:
+    """The name a bucket task knows an input by: per day, or once for the days before the run."""
     return f"{name}@{day.isoformat()}" if day else name
 
 

@@ -77,3 +77,14 @@ def is_persistent(instance: dg.DagsterInstance) -> bool:
 def partition_runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
     """The runs of one partition, newest first, as the UI's partition view lists them."""
     return list(instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})))
+
+
+def poll_celery_tasks_every(seconds: float) -> None:
+    """How often dagster-celery's run loop asks whether its tasks have ended and submits the steps they unblock.
+
+    Its loop sleeps a fixed second between rounds, so every step of a chain of serial steps (a day has some
+    twenty-five) waited half a second on average for its predecessor's end to be noticed; the module constant is
+    the only knob it has."""
+    from dagster_celery import core_execution_loop
+
+    core_execution_loop.TICK_SECONDS = seconds

@@ -7,6 +7,9 @@ import dagster as dg
 from batch_assets import dagster_internals
 from batch_assets.resources import ScaleOutResource
 
+# Between rounds of the Celery run loop: a Redis round trip per pending task, cheap next to a step.
+CELERY_POLL_SECONDS = 0.1
+
 
 @dg.executor(name="batch_assets", config_schema=dg.in_process_executor.config_schema)
 def switchable_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
@@ -21,6 +24,8 @@ def switchable_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
             "docs/scaling.md); unset it to run in this process."
         )
     from dagster_celery.executor import celery_executor
+
+    dagster_internals.poll_celery_tasks_every(CELERY_POLL_SECONDS)
 
     agreed = scale_out.celery_settings()
     config = {

@@ -95,21 +95,51 @@ class SharedStore:
 
     @contextmanager
     def publishing(self, path: Path) -> Iterator[Path]:
-        """A temporary name for another writer (DuckDB's COPY) to write `path` through; renamed into place when
-        the block ends without an error, removed otherwise."""
+        """A temporary name for another writer to write `path` through; renamed into place when the block ends
+        without an error, removed otherwise."""
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL}")
         try:
-            yield partial
-            with open(partial, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(partial, path)
-        except Exception as error:
-            if is_out_of_space(error):
-                raise disk_full_error(self.root, f"publishing {path.name}", settings.SHARED_STORE) from error
-            raise
+            with self._space_named(f"publishing {path.name}"):
+                yield partial
+                self._move_into_place(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A private folder of the store for a writer that writes several files at once (DuckDB's partitioned
+        COPY); `adopt` publishes each of them, and the folder goes when the block ends."""
+        folder = self.root / f"{uuid.uuid4().hex}{PARTIAL}"
+        try:
+            with self._space_named("writing files to publish"):
+                folder.mkdir(parents=True)
+                yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def adopt(self, written: Path, path: Path) -> PublishedFile:
+        """Publish a file written in `scratch()`: flushed, then renamed into place (one file system)."""
+        with self._space_named(f"publishing {path.name}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._move_into_place(written, path)
+        return self.describe(path)
+
+    @staticmethod
+    def _move_into_place(written: Path, path: Path) -> None:
+        with open(written, "rb") as data:
+            os.fsync(data.fileno())
+        os.replace(written, path)
+
+    @contextmanager
+    def _space_named(self, doing: str) -> Iterator[None]:
+        """A full disk becomes an error that names the store and its setting, not a rejected file."""
+        try:
+            yield
+        except Exception as error:
+            if is_out_of_space(error):
+                raise disk_full_error(self.root, doing, settings.SHARED_STORE) from error
+            raise
 
     @staticmethod
     def describe(path: Path, rows: int | None = None) -> PublishedFile:

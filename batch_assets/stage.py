@@ -122,33 +122,3 @@ def run_stage(
         )
     for key in dict.fromkeys(result.asset_key for _, result in done):
         yield dg.MaterializeResult(asset_key=key, metadata={"days_in_run": dg.MetadataValue.int(len(days))})
-
-
-def run_check(
-    context: dg.AssetCheckExecutionContext, wh: Warehouse, one_day: Callable[[date], dg.AssetCheckResult]
-) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
-    """Evaluate a check for each of the run's days, its reads on one connection for the whole step (a check
-    only reads). Over a backfilled range, each day's result is recorded on its own partition, against that day's
-    latest materialisation, and a blocking check that fails on any day stops the steps after it for the whole
-    range."""
-    days = business_dates(context)
-    with wh.reading():
-        if len(days) == 1:
-            yield one_day(days[0])
-            return
-        (spec,) = context.check_specs
-        for day in days:
-            result = one_day(day)
-            yield dg.AssetCheckEvaluation(
-                asset_key=spec.asset_key,
-                check_name=spec.name,
-                passed=result.passed,
-                metadata=result.metadata,
-                severity=result.severity,
-                blocking=spec.blocking,
-                partition=day.isoformat(),
-                target_materialization_data=dagster_internals.latest_materialization(
-                    context.instance, spec.asset_key, day.isoformat()
-                ),
-            )
-    yield dg.Output(None)

@@ -552,19 +552,44 @@ class Warehouse:
         self,
         table: str,
         business_date: date,
-        path: Path,
+        folder: Path,
+        buckets: Sequence[Bucket],
         columns: Sequence[str] | None = None,
         *,
-        bucket: Bucket | None = None,
         before: bool = False,
-    ) -> None:
-        """Copy one business day of a table (with `before`, every earlier day), or one bucket of it, to a Parquet
-        file, for a step that never opens the warehouse."""
+    ) -> list[Path]:
+        """Copy one business day of a table (with `before`, every earlier day) to one Parquet file per bucket
+        under `folder`, for steps that never open the warehouse: one pass over the day, whatever the buckets."""
         select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
         day = f"business_date {'<' if before else '='} {quote_literal(business_date.isoformat())}"
-        query = f"SELECT {select} FROM {qualified(table)} WHERE {day} AND {bucket_predicate(bucket)}"  # noqa: S608 (a date, a path and names, quoted; test_sql_binding.py checks what is spliced)
+        source = f"FROM {qualified(table)} WHERE {day}"
+        parquet = "FORMAT parquet, COMPRESSION lz4"
         with self.connection() as conn:
-            conn.execute(f"COPY ({query}) TO {quote_literal(str(path))} (FORMAT parquet, COMPRESSION lz4)")
+            if len(buckets) == 1 and buckets[0].count <= 1:
+                path = folder / "bucket-0000.parquet"
+                conn.execute(f"COPY (SELECT {select} {source}) TO {quote_literal(str(path))} ({parquet})")  # noqa: S608 (a date, a path and names, quoted; test_sql_binding.py checks what is spliced)
+                return [path]
+            count, key = int(buckets[0].count), buckets[0].key_sql
+            parts = folder / "parts"
+            conn.execute(
+                f"COPY (SELECT {select}, hash({key}) % {count} AS __bucket {source}) "  # noqa: S608 (as above)
+                f"TO {quote_literal(str(parts))} ({parquet}, PARTITION_BY (__bucket))"
+            )
+            paths = []
+            for bucket in buckets:
+                written = sorted((parts / f"__bucket={bucket.index}").glob("*.parquet"))
+                path = folder / f"bucket-{bucket.index:04d}.parquet"
+                if len(written) == 1:
+                    written[0].rename(path)
+                else:  # an empty bucket gets an empty file of the same columns; several parts become one file
+                    query = (
+                        f"SELECT {select} FROM read_parquet([{', '.join(quote_literal(str(p)) for p in written)}])"  # noqa: S608 (paths DuckDB wrote, quoted)
+                        if written
+                        else f"SELECT {select} {source} AND FALSE"
+                    )
+                    conn.execute(f"COPY ({query}) TO {quote_literal(str(path))} ({parquet})")
+                paths.append(path)
+            return paths
 
     def partition_figures(self, tables: Sequence[str], business_date: date) -> dict[str, dict[str, Any]]:
         """For each table, what its current partition holds: `rows` and the Table.measures its last commit

@@ -272,7 +272,7 @@ def test_failed_checks_alert_by_severity_once_each(
         "check_failure",
         "ERROR",
         str(D2),
-        "recon__summary_break_value",
+        "summary_checks",  # the step of the summary's checks
     )
     assert alert["details"]["metadata"] == {
         "break_value_EUR": "20.50",

@@ -363,7 +363,12 @@ def test_the_scale_out_benchmark_runs_every_configuration_end_to_end_at_a_tiny_s
     assert len({figures["matches"] for figures in repeat.values()}) == 1
     assert repeat["celery-2"]["bucket_worker_peak_rss_bytes"] > 0
     assert set(result["ratios"]) == {"bucket_stages_2_over_1", "day_2_over_1", "celery_2_to_inprocess"}
-    assert [p["workers"] for p in result["projection_100m"]] == [4, 8, 16]
+    # The projection: more workers never take longer, and each worker's memory is stated.
+    projected = result["projection_100m"]
+    assert [p["workers"] for p in projected] == [4, 8, 16]
+    assert projected[0]["seconds"] >= projected[1]["seconds"] >= projected[2]["seconds"] > 0
+    assert all(p["warehouse_worker_rss_bytes"] > 0 and p["bucket_worker_rss_bytes"] > 0 for p in projected)
+    assert result["fit_rows"] == 400 and result["fit_run"]["matches"] > 0
     assert "| celery-2 |" in (tmp_path / "scale_out.md").read_text()
 
 

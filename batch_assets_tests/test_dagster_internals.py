@@ -190,3 +190,18 @@ def test_the_runs_of_a_partition_are_listed_and_an_ephemeral_instance_is_not_per
         (run,) = dagster_internals.partition_runs(instance, "2026-11-02")
         assert run.tags["dagster/partition"] == "2026-11-02"
     assert not dagster_internals.is_persistent(dg.DagsterInstance.ephemeral())
+
+
+def test_the_celery_run_loop_polls_at_the_interval_set_and_sleeps_between_rounds() -> None:
+    import inspect
+
+    from dagster_celery import core_execution_loop
+
+    before = core_execution_loop.TICK_SECONDS
+    try:
+        dagster_internals.poll_celery_tasks_every(0.1)
+        assert core_execution_loop.TICK_SECONDS == 0.1
+        # The loop must still read the module constant when it sleeps, or the knob does nothing.
+        assert "time.sleep(TICK_SECONDS)" in inspect.getsource(core_execution_loop.core_celery_execution_loop)
+    finally:
+        core_execution_loop.TICK_SECONDS = before

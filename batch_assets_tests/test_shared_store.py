@@ -72,3 +72,21 @@ def test_a_step_output_round_trips_through_the_store(tmp_path: Path) -> None:
     assert store.read_object(tmp_path / "steps" / "plan" / "tasks") == {"bucket": 3}
     with pytest.raises(StoreError, match="missing"):
         store.read_object(tmp_path / "steps" / "other")
+
+
+def test_files_written_together_in_scratch_are_published_one_by_one_and_the_scratch_folder_goes(
+    tmp_path: Path,
+) -> None:
+    store = SharedStore(tmp_path)
+    with store.scratch() as folder:
+        for index in range(2):
+            pl.DataFrame({"n": [index] * (index + 1)}).write_parquet(folder / f"part-{index}.parquet")
+        published = [store.adopt(folder / f"part-{i}.parquet", tmp_path / "run" / f"b{i}.parquet") for i in range(2)]
+    assert [file.rows for file in published] == [1, 2]
+    assert store.read(published[1]).equals(pl.DataFrame({"n": [1, 1]}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+    with pytest.raises(RuntimeError, match="writer failed"), store.scratch() as folder:
+        pl.DataFrame({"n": [9]}).write_parquet(folder / "part.parquet")
+        raise RuntimeError("writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

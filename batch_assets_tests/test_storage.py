@@ -20,6 +20,7 @@ import pytest
 from batch_assets.faults import CRASH_AT
 from batch_assets.storage import (
     TABLES,
+    Bucket,
     EmptyOutputError,
     PartitionWrite,
     RunIdentity,
@@ -317,3 +318,29 @@ def test_a_step_skips_the_schema_statements_when_the_stamp_says_nothing_changed(
     with Warehouse(path).connection() as conn:
         restored = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'summary'").fetchone()
     assert restored == (1,)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("count", [1, 7])
+def test_an_export_in_buckets_holds_each_row_once_in_its_bucket_and_an_empty_bucket_has_the_columns(
+    wh: Warehouse, tmp_path: Path, count: int
+) -> None:
+    # Three keys in seven buckets: at least four buckets are empty.
+    rows = quarantine_rows(90).with_columns(rule=pl.Series([f"rule-{i % 3}" for i in range(90)]))
+    write(wh, rows, RUN_1)
+    write(wh, quarantine_rows(5, date(2026, 11, 20)), RUN_1, day=date(2026, 11, 20))
+    buckets = [Bucket(index, count, "rule") for index in range(count)]
+    folder = tmp_path / "export"
+    folder.mkdir()
+
+    paths = wh.export("staging.quarantine", DAY, folder, buckets, QUARANTINE_COLUMNS)
+
+    assert len(paths) == count
+    exported = [pl.read_parquet(path) for path in paths]
+    assert all(frame.columns == QUARANTINE_COLUMNS for frame in exported)
+    for bucket, frame in zip(buckets, exported, strict=True):
+        expected = wh.read_partition("staging.quarantine", DAY, QUARANTINE_COLUMNS, bucket=bucket)
+        assert frame.sort("line_number").equals(expected.sort("line_number"))
+    assert sum(frame.height for frame in exported) == 90
+    if count > 1:
+        assert sum(frame.height == 0 for frame in exported) >= count - 3

@@ -45,8 +45,15 @@ MILLION = 1_000_000
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale_out", description=__doc__)
     parser.add_argument("--rows", type=int, default=5_000_000, help="ledger rows of the day (about as many bank)")
-    parser.add_argument("--bucket-rows", type=int, default=625_000, help="rows per bucket (8 buckets at 5M)")
+    parser.add_argument(
+        "--bucket-rows", type=int, default=650_000, help="rows per bucket: 8 at 5M, duplicates included, 4 a worker"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each configuration")
+    parser.add_argument(
+        "--fit-rows",
+        type=int,
+        help="a smaller day run once on 2 workers, to split costs into fixed and per row (default: a fifth of --rows)",
+    )
     parser.add_argument("--day", type=date.fromisoformat, default=DEFAULT_DAY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
@@ -178,30 +185,49 @@ def ratios(repeat: dict[str, dict]) -> dict[str, float]:
     }
 
 
-def per_million(measured: list[dict], rows: int) -> dict:
-    """The cost of each part of the day per million ledger rows, medians over the repeats of celery-2: what
-    is serial (ingest, plans, commits, checks) and the bucket steps' total work, which workers share."""
-    scale = rows / MILLION
-
-    def median(values: list[float]) -> float:
-        return statistics.median(values) if values else 0.0
-
-    serial = median([
-        sum(stage.get("plan", 0) + stage.get("commit", 0) for stage in m["stages"].values())
-        + sum(m["other_steps"].values())
-        for m in measured
-    ])  # fmt: skip
-    parallel = median([sum(sum(stage["bucket_seconds"]) for stage in m["stages"].values()) for m in measured])
-    return {"serial_seconds": serial / scale, "bucket_work_seconds": parallel / scale}
+def serial_seconds(run: dict) -> float:
+    """Everything of a run outside its bucket stages: ingest, plans, commits, checks and each step's start."""
+    return run["run_seconds"] - run["bucket_stages_seconds"]
 
 
-def projection(costs: dict, rows: int, workers: tuple[int, ...] = (4, 8, 16)) -> list[dict]:
-    """Wall time of a day of `rows` a side on W workers: the serial part plus the bucket work shared W ways."""
-    scale = rows / MILLION
+def costs(measured: list[dict], rows: int, small: dict, small_rows: int) -> dict:
+    """What a day costs on Celery with 2 bucket workers, as a fixed part plus a part per million rows a side,
+    fitted through the median of the repeats at `rows` and the one run at `small_rows`: the serial wall time,
+    the bucket steps' total work (which the workers share) and the warehouse worker's peak RSS. A bucket
+    worker's peak follows the bucket size, not the day's, so it is carried over as measured."""
+    big = {
+        "serial": statistics.median(serial_seconds(m) for m in measured),
+        "work": statistics.median(sum(sum(s["bucket_seconds"]) for s in m["stages"].values()) for m in measured),
+        "warehouse_rss": statistics.median(m["warehouse_worker_peak_rss_bytes"] for m in measured),
+    }
+    little = {
+        "serial": serial_seconds(small),
+        "work": sum(sum(s["bucket_seconds"]) for s in small["stages"].values()),
+        "warehouse_rss": small["warehouse_worker_peak_rss_bytes"],
+    }
+    spread = (rows - small_rows) / MILLION
+    fitted = {}
+    for name in big:
+        per_million = max((big[name] - little[name]) / spread, 0.0)
+        fitted[name] = {"fixed": max(big[name] - per_million * rows / MILLION, 0.0), "per_million": per_million}
+    fitted["bucket_worker_rss"] = max(m["bucket_worker_peak_rss_bytes"] for m in measured)
+    return fitted
+
+
+def projection(fitted: dict, rows: int, workers: tuple[int, ...] = (4, 8, 16)) -> list[dict]:
+    """A day of `rows` a side on W bucket workers, from the fitted costs: the serial part, plus the bucket work
+    shared W ways; the memory of the warehouse worker and of each bucket worker."""
+
+    def at(name: str) -> float:
+        return fitted[name]["fixed"] + fitted[name]["per_million"] * rows / MILLION
+
     return [
         {
             "workers": w,
-            "seconds": costs["serial_seconds"] * scale + costs["bucket_work_seconds"] * scale / w,
+            "seconds": at("serial") + at("work") / w,
+            "serial_seconds": at("serial"),
+            "warehouse_worker_rss_bytes": at("warehouse_rss"),
+            "bucket_worker_rss_bytes": fitted["bucket_worker_rss"],
         }
         for w in workers
     ]
@@ -232,8 +258,19 @@ def markdown(result: dict) -> str:
         f"- whole run, 2 workers on Celery over one process on 2 cores: **{q['celery_2_to_inprocess']:.2f}×** "
         "(target ≤ 1.3×)",
         "",
-        f"Per million rows a side (celery-2): serial part {r['per_million']['serial_seconds']:.2f} s, "
-        f"bucket work {r['per_million']['bucket_work_seconds']:.2f} s.",
+        "Costs on Celery with 2 bucket workers, fitted as fixed + per million rows a side through "
+        f"{r['rows']:,} and {r['fit_rows']:,} rows:",
+        "",
+        "| part | fixed | per million rows |",
+        "|---|---|---|",
+        *[
+            f"| {label} | {scale(r['costs'][name]['fixed'])} | {scale(r['costs'][name]['per_million'])} |"
+            for name, label, scale in (
+                ("serial", "serial wall (ingest, plans, commits, checks, step starts)", lambda v: f"{v:.2f} s"),
+                ("work", "bucket work (shared by the workers)", lambda v: f"{v:.2f} s"),
+                ("warehouse_rss", "warehouse worker peak RSS", lambda v: f"{v / GIB:.2f} GiB"),
+            )
+        ],
         "",
         "| stage | plan s | bucket steps | bucket step s (median) | bucket wall s | commit s |",
         "|---|---|---|---|---|---|",
@@ -244,8 +281,18 @@ def markdown(result: dict) -> str:
             f"{statistics.median(parts['bucket_seconds']):.2f} | {parts['bucket_wall']:.2f} | "
             f"{parts.get('commit', 0):.2f} |"
         )
-    lines += ["", "Projected for 100M rows a side, from the per-million costs:", ""]
-    lines += [f"- {p['workers']} workers: {p['seconds'] / 60:.1f} min" for p in r["projection_100m"]]
+    lines += [
+        "",
+        f"Projected for 100M rows a side, buckets of {r['bucket_rows']:,} rows:",
+        "",
+        "| bucket workers | wall min | of it serial min | warehouse worker GiB | each bucket worker GiB |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['workers']} | {p['seconds'] / 60:.1f} | {p['serial_seconds'] / 60:.1f} | "
+        f"{p['warehouse_worker_rss_bytes'] / GIB:.1f} | {p['bucket_worker_rss_bytes'] / GIB:.2f} |"
+        for p in r["projection_100m"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the configurations matched different numbers of pairs: {repeat}")
         repeats.append(repeat)
     per_repeat = [ratios(repeat) for repeat in repeats]
-    costs = per_million([repeat["celery-2"] for repeat in repeats], args.rows)
+    fit_rows = args.fit_rows or args.rows // 5
+    small = run_celery(args, generate_day(args, fit_rows, work / "fit-day").landing, work / "fit", 2)
+    shutil.rmtree(work / "fit", ignore_errors=True)
+    print(f"fit {fit_rows:,} rows celery-2: run {small['run_seconds']:.1f} s", flush=True)
+    fitted = costs([repeat["celery-2"] for repeat in repeats], args.rows, small, fit_rows)
     result = {
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(),
@@ -296,8 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_per_repeat": per_repeat,
         "ratios": {key: statistics.median(r[key] for r in per_repeat) for key in per_repeat[0]},
         "celery_2_stages": repeats[len(repeats) // 2]["celery-2"]["stages"],
-        "per_million": costs,
-        "projection_100m": projection(costs, 100 * MILLION),
+        "fit_rows": fit_rows,
+        "fit_run": small,
+        "costs": fitted,
+        "projection_100m": projection(fitted, 100 * MILLION),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_out.json").write_text(json.dumps(result, indent=2, default=str))

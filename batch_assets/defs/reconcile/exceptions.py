@@ -12,6 +12,7 @@ from batch_assets.bucket_steps import (
     BucketWork,
     Planned,
     Planning,
+    by_bucket,
     day_figures,
     day_files,
     input_key,
@@ -41,15 +42,12 @@ def _plan(p: Planning) -> Planned:
         for day, commit in commits.items()
     }
     most = max((commit.row_count for commit in commits.values() if commit), default=0)
-    buckets = [
-        {
-            input_key("open_items", day): p.export(OPEN_ITEMS, day, bucket, input_key("open_items", day))
-            for day in p.days
-        }
-        for bucket in p.wh.buckets(most, ACCOUNT_BUCKET_KEY)
-    ]
+    buckets = p.wh.buckets(most, ACCOUNT_BUCKET_KEY)
+    inputs = {
+        input_key("open_items", day): p.export(OPEN_ITEMS, day, buckets, input_key("open_items", day)) for day in p.days
+    }
     matching: MatchingResource = p.context.resources.matching
-    return Planned(per_day, buckets, {"grace_days": matching.parameters().grace_days})
+    return Planned(per_day, by_bucket(inputs), {"grace_days": matching.parameters().grace_days})
 
 
 def _compute(work: BucketWork) -> None:

@@ -13,6 +13,7 @@ from batch_assets.bucket_steps import (
     BucketWork,
     Planned,
     Planning,
+    by_bucket,
     day_figures,
     day_files,
     input_key,
@@ -57,20 +58,20 @@ def _plan(p: Planning) -> Planned:
             most = max(most, *(commit.row_count for commit in commits.values()))
     matching: MatchingResource = p.context.resources.matching
     params = matching.parameters()
-    buckets = []
     # Matching never looks across accounts, so a big day is matched in buckets of accounts, and memory follows
     # the bucket, not the day.
-    for bucket in p.wh.buckets(most, ACCOUNT_BUCKET_KEY):
-        inputs = {}
-        if previous_open is not None:
-            inputs["carried"] = p.export(OPEN_ITEMS, p.days[0] - timedelta(days=1), bucket, "carried")
-        for day in p.days:
-            for source in ("ledger", "bank"):
-                key = input_key(f"staged/{source}", day)
-                inputs[key] = p.export(f"staging.{source}", day, bucket, key, STAGED_ITEM_COLUMNS)
-        buckets.append(inputs)
+    buckets = p.wh.buckets(most, ACCOUNT_BUCKET_KEY)
+    inputs = {}
+    if previous_open is not None:
+        inputs["carried"] = p.export(OPEN_ITEMS, p.days[0] - timedelta(days=1), buckets, "carried")
+    for day in p.days:
+        for source in ("ledger", "bank"):
+            key = input_key(f"staged/{source}", day)
+            inputs[key] = p.export(f"staging.{source}", day, buckets, key, STAGED_ITEM_COLUMNS)
     return Planned(
-        per_day, buckets, {"date_tolerance_days": params.date_tolerance_days, "carry_days": params.carry_days}
+        per_day,
+        by_bucket(inputs),
+        {"date_tolerance_days": params.date_tolerance_days, "carry_days": params.carry_days},
     )
 
 

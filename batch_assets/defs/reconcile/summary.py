@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from batch_assets.bucket_steps import BucketedStage, BucketWork, Planned, Planning, day_files, input_key
+from batch_assets.bucket_steps import BucketedStage, BucketWork, Planned, Planning, by_bucket, day_files, input_key
 from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
 from batch_assets.partitions import DAILY, ONE_RUN
 from batch_assets.resources import MatchingResource
@@ -43,28 +43,24 @@ def _plan(p: Planning) -> Planned:
                 "inputs": [c.fingerprint for c in commits.values()],
                 "exceptions": commits["recon.exceptions"].row_count if "recon.exceptions" in commits else 0,
             }
-    buckets = []
-    for bucket in p.wh.buckets(most, ACCOUNT_BUCKET_KEY):
-        inputs = {}
-        for day in p.days:
-            named = {
-                name: input_key(name, day) for name in ("carried", "ledger", "bank", "matches", "open", "standing")
-            }
-            if carried_from[day]:
-                previous = day - timedelta(days=1)
-                inputs[named["carried"]] = p.export(
-                    OPEN_ITEMS, previous, bucket, named["carried"], ["source", "carried", *KEYS]
-                )
-            for source in ("ledger", "bank"):
-                inputs[named[source]] = p.export(f"staging.{source}", day, bucket, named[source], KEYS)
-            inputs[named["matches"]] = p.export("recon.matches", day, bucket, named["matches"], MATCH_COLUMNS)
-            inputs[named["open"]] = p.export(OPEN_ITEMS, day, bucket, named["open"])
-            inputs[named["standing"]] = p.export(
-                STANDING_BREAKS, day, bucket, named["standing"], ["account_id", "currency", "booking_date"], before=True
+    buckets = p.wh.buckets(most, ACCOUNT_BUCKET_KEY)
+    inputs = {}
+    for day in p.days:
+        named = {name: input_key(name, day) for name in ("carried", "ledger", "bank", "matches", "open", "standing")}
+        if carried_from[day]:
+            previous = day - timedelta(days=1)
+            inputs[named["carried"]] = p.export(
+                OPEN_ITEMS, previous, buckets, named["carried"], ["source", "carried", *KEYS]
             )
-        buckets.append(inputs)
+        for source in ("ledger", "bank"):
+            inputs[named[source]] = p.export(f"staging.{source}", day, buckets, named[source], KEYS)
+        inputs[named["matches"]] = p.export("recon.matches", day, buckets, named["matches"], MATCH_COLUMNS)
+        inputs[named["open"]] = p.export(OPEN_ITEMS, day, buckets, named["open"])
+        inputs[named["standing"]] = p.export(
+            STANDING_BREAKS, day, buckets, named["standing"], ["account_id", "currency", "booking_date"], before=True
+        )
     matching: MatchingResource = p.context.resources.matching
-    return Planned(per_day, buckets, {"grace_days": matching.parameters().grace_days})
+    return Planned(per_day, by_bucket(inputs), {"grace_days": matching.parameters().grace_days})
 
 
 def _compute(work: BucketWork) -> None:
