@@ -21,7 +21,6 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_assets import landing as landing_zone
 from batch_assets import settings
 from batch_assets.alerts import Alert, AlertResource
 from batch_assets.cli import build_parser
@@ -35,6 +34,7 @@ from batch_assets.landing import (
     land_file,
     scan_landing,
 )
+from batch_assets.landing import csv_file as landing_csv
 from batch_assets.storage import Warehouse
 from batch_assets_tests.dagster_dev import (
     REPO_ROOT,
@@ -399,13 +399,13 @@ def test_a_file_swapped_while_it_is_being_read_is_read_as_listed(
     ledger = write_landing(landing, "ledger", DAY, csv_text([txn("L1", "1.00", DAY)]))
     (file,), _ = scan_landing(landing, DAY)
     digest = digest_file(file)
-    read_header = landing_zone._csv_header
+    read_header = landing_csv.csv_header
 
     def swap_then_read_header(held: LandingFile) -> list[str]:
         swap_in(ledger, outside_ledger(tmp_path), "symlink")  # after the open and check, before any reader
         return read_header(held)
 
-    monkeypatch.setattr(landing_zone, "_csv_header", swap_then_read_header)
+    monkeypatch.setattr(landing_csv, "csv_header", swap_then_read_header)
     spill = tmp_path / "spill.parquet"
     assert land_file(file, digest, spill) == 1
     landed = pl.read_parquet(spill)

@@ -456,7 +456,7 @@ def test_every_sql_statement_in_the_package_binds_values_or_quotes_identifiers()
     modules = {entry.split(":")[0] for entry in checked}
     assert {
         "batch_assets.storage",
-        "batch_assets.landing",
+        "batch_assets.landing.csv_file",
         "batch_assets.defs.validate.checks",
         "batch_assets.defs.reconcile.checks",
         "batch_assets.operations",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
@@ -11,12 +12,13 @@ import polars as pl
 SOURCES: tuple[str, ...] = ("ledger", "bank")
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
 
-# <source>/<source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>, relative to the landing root. ASCII only
+# <source>/<source>_<YYYY-MM-DD>[_<part>].<extension>, relative to the landing root, the extension one that a
+# reader of the landing zone reads (csv, parquet and jsonl for both sources). ASCII only
 # and anchored with \Z: `$` would let a trailing newline through, and `\d` would take other scripts' digits,
 # so a name that passes holds nothing that needs quoting anywhere.
 FILE_NAME_PATTERN = re.compile(
     r"^(?P<source>ledger|bank)_(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})(?:_(?P<part>[A-Za-z0-9]+))?"
-    r"\.(?P<format>csv|parquet|jsonl)\Z",
+    r"\.(?P<format>[a-z0-9]+)\Z",
     re.ASCII,
 )
 
@@ -112,14 +114,14 @@ class LandingName:
     format: str
 
 
-def parse_landing_name(source_dir: str, file_name: str) -> LandingName:
-    """Parse `<source>_<YYYY-MM-DD>[_<part>].<ext>` found in the folder `source_dir`.
+def parse_landing_name(source_dir: str, file_name: str, formats: Collection[str] = FORMATS) -> LandingName:
+    """Parse `<source>_<YYYY-MM-DD>[_<part>].<ext>` found in the folder `source_dir`, `ext` one of `formats`.
 
     Raises ValueError with the reason when the name does not fit the contract.
     """
     match = FILE_NAME_PATTERN.match(file_name)
-    if match is None:
-        raise ValueError("name does not match <source>_<YYYY-MM-DD>[_<part>].<csv|parquet|jsonl>")
+    if match is None or match["format"] not in formats:
+        raise ValueError(f"name does not match <source>_<YYYY-MM-DD>[_<part>].<{'|'.join(formats)}>")
     if match["source"] != source_dir:
         raise ValueError(f"a {match['source']} file in the {source_dir}/ folder")
     try:

@@ -1,0 +1,415 @@
+"""ISO 20022 camt.052, camt.053 and camt.054 bank statements: one row per booked entry, batches expanded, read
+as a stream of XML elements so that memory does not grow with the file."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import polars as pl
+from lxml import etree
+from polars.io.plugins import register_io_source
+
+from batch_assets.landing.rows import ReadRows
+from batch_assets.landing.zone import FileDigest, LandingFile, RejectedFile
+from batch_assets.transforms.contract import CONTRACT_COLUMNS
+from batch_assets.transforms.references import normalise_reference
+
+EXTENSIONS = ("xml",)
+SOURCES = ("bank",)
+
+# The message's root element below Document, what it is called, and its statements' element.
+MESSAGES = {
+    "BkToCstmrAcctRpt": ("camt.052", "Rpt"),
+    "BkToCstmrStmt": ("camt.053", "Stmt"),
+    "BkToCstmrDbtCdtNtfctn": ("camt.054", "Ntfctn"),
+    # version 001.01 named its roots after the version
+    "BkToCstmrAcctRptV01": ("camt.052", "Rpt"),
+    "BkToCstmrStmtV01": ("camt.053", "Stmt"),
+    "BkToCstmrDbtCdtNtfctnV01": ("camt.054", "Ntfctn"),
+}
+# Entry statuses (ExternalEntryStatus1Code): only booked entries are staged.
+STATUSES = frozenset({"BOOK", "PDNG", "INFO", "FUTR"})
+# Where the account's identifier is, in order: version 001.01 also had BBAN and proprietary identifiers.
+ACCOUNT_IDS = ("IBAN", "Othr/Id", "BBAN", "PrtryAcct/Id")
+OPENING_BALANCES = ("OPBD", "PRCD")  # opening booked; or the previous day's closing booked
+CLOSING_BALANCES = ("CLBD",)
+# Where a row's reference comes from, in order of preference: the first whose normalised form is not null.
+REFERENCE_SOURCES = ("end_to_end_id", "creditor_reference", "remittance_information")
+ROWS_PER_BATCH = 20_000
+_NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.05[234]\.001\.[0-9]{2}\Z")
+# ActiveOrHistoricCurrencyAndAmount: digits, at most one point; never a sign (the mark gives it), never an exponent.
+_AMOUNT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
+_CENT = Decimal("0.01")
+_SCHEMA = {"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String), "extra": pl.String}
+_BUILT = ("line_number", "txn_id", "account_id", "booking_date", "value_date", "amount", "currency")
+_OPTIONAL = ("counterparty", "description", "extra", *REFERENCE_SOURCES)
+
+
+def read(file: LandingFile, digest: FileDigest) -> ReadRows:
+    """The file's rows, read when Polars pulls them: a statement that fails a check rejects the whole file."""
+
+    def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
+        for frame in _frames(file):
+            yield frame.select(with_columns) if with_columns else frame
+
+    return ReadRows(register_io_source(batches, schema=_SCHEMA), [], None)
+
+
+def _frames(file: LandingFile) -> Iterator[pl.DataFrame]:
+    rows = _Rows()
+    for row in Statements(file).rows():
+        rows.add(row)
+        if rows.count >= ROWS_PER_BATCH:
+            yield rows.frame()
+            rows = _Rows()
+    if rows.count or not rows.yielded:
+        yield rows.frame()
+
+
+class _Rows:
+    """Rows gathered column by column, then one frame: the reference chosen by the contract's normalisation."""
+
+    yielded = False
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {name: [] for name in (*_BUILT, *_OPTIONAL)}
+        self.count = 0
+
+    def add(self, row: dict) -> None:
+        for name, values in self.columns.items():
+            values.append(row.get(name))
+        self.count += 1
+
+    def frame(self) -> pl.DataFrame:
+        frame = pl.DataFrame(self.columns, schema={name: _SCHEMA.get(name, pl.String) for name in self.columns})
+        chosen = pl.coalesce(
+            [pl.when(normalise_reference(pl.col(c)).is_not_null()).then(pl.col(c)) for c in REFERENCE_SOURCES]
+        )
+        return frame.with_columns(reference=chosen).select(list(_SCHEMA))
+
+
+@dataclass
+class _Statement:
+    """What a statement says before its entries: its id, account, path, and opening and closing balances."""
+
+    id: str
+    account: str | None
+    path: str
+    opening: tuple[Decimal, str] | None = None
+    closing: tuple[Decimal, str] | None = None
+    closing_date: str | None = None
+    booked: dict[str, Decimal] = field(default_factory=dict)  # signed sum of booked entries per currency
+    entries: int = 0
+
+
+class Statements:
+    """One camt file, element by element: each statement's header, then its entries as they end."""
+
+    def __init__(self, file: LandingFile) -> None:
+        self.file = file
+        self.message = ""
+        self.ns = ""
+        self.rows_out = 0
+        self._paths: dict[str, str] = {}
+
+    def rows(self) -> Iterator[dict]:
+        statement: _Statement | None = None
+        statements = 0
+        events = etree.iterparse(
+            str(self.file.path),
+            events=("start", "end"),
+            tag=("{*}Document", *(f"{{*}}{name}" for name in MESSAGES), "{*}Stmt", "{*}Rpt", "{*}Ntfctn", "{*}Ntry"),
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=True,
+            remove_comments=True,
+            remove_pis=True,
+        )  # fmt: skip
+        try:
+            for event, element in events:
+                name = etree.QName(element).localname
+                if event == "start":
+                    if name == "Document":
+                        self.ns = etree.QName(element).namespace or ""
+                        if not _NAMESPACE.match(self.ns):
+                            self._reject(
+                                element, "Document", f"namespace {self.ns!r} is not a camt.052, 053 or 054 one"
+                            )
+                    elif name in MESSAGES:
+                        self.message = name
+                    elif self._is_statement(element, name):
+                        statements += 1
+                        statement = None  # its header is read when its first entry, or its end, is reached
+                    continue
+                if name == "Ntry" and self._is_statement(element.getparent()):
+                    parent = element.getparent()
+                    if statement is None:
+                        statement = self._statement(parent, statements)
+                    statement.entries += 1
+                    yield from self._entry(element, statement)
+                    element.clear(keep_tail=False)
+                    parent.remove(element)
+                elif self._is_statement(element, name):
+                    if statement is None:
+                        statement = self._statement(element, statements)
+                    self._check_balance(statement)
+                    statement = None
+                    element.clear(keep_tail=False)
+                    parent = element.getparent()
+                    if parent is not None:
+                        parent.remove(element)
+        except etree.XMLSyntaxError as error:
+            line = f"line {error.lineno}: " if error.lineno else ""
+            raise RejectedFile(self.file.name, f"{line}not well-formed XML ({error.msg})") from None
+        if not self.message:
+            raise RejectedFile(
+                self.file.name,
+                f"not a camt.052, camt.053 or camt.054 message: no {', '.join(MESSAGES)} element under Document",
+            )
+        if not statements:
+            kind = MESSAGES[self.message]
+            raise RejectedFile(self.file.name, f"Document/{self.message}: a {kind[0]} message with no {kind[1]}")
+
+    def _is_statement(self, element, name: str | None = None) -> bool:
+        """A statement (report, notification) of the message: the element right below the message's root."""
+        if element is None or not self.message:
+            return False
+        parent = element.getparent()
+        local = name or etree.QName(element).localname
+        return (
+            local == MESSAGES[self.message][1] and parent is not None and etree.QName(parent).localname == self.message
+        )
+
+    # -- one statement's header and balances ------------------------------------------------------------------
+
+    def _q(self, path: str) -> str:
+        """An element path in this file's namespace: 'Acct/Id/IBAN' becomes '{ns}Acct/{ns}Id/{ns}IBAN'."""
+        found = self._paths.get(path)
+        if found is None:
+            found = "/".join(f"{{{self.ns}}}{part}" if self.ns else part for part in path.split("/"))
+            self._paths[path] = found
+        return found
+
+    def _text(self, element, path: str) -> str | None:
+        if element is None:
+            return None
+        text = element.findtext(self._q(path))
+        return text.strip() if text is not None and text.strip() else None
+
+    def _statement(self, element, index: int) -> _Statement:
+        kind = MESSAGES[self.message][1]
+        path = f"Document/{self.message}/{kind}[{index}]"
+        identifier = self._text(element, "Id")
+        if identifier is None:
+            self._reject(element, f"{path}/Id", "the statement has no Id")
+        account = next(filter(None, (self._text(element, f"Acct/Id/{path}") for path in ACCOUNT_IDS)), None)
+        statement = _Statement(identifier, account, path)
+        for number, balance in enumerate(element.iterfind(self._q("Bal")), start=1):
+            code = self._text(balance, "Tp/CdOrPrtry/Cd")
+            if code in OPENING_BALANCES or code in CLOSING_BALANCES:
+                where = f"{path}/Bal[{number}]"
+                figure = (self._signed(balance, where), self._currency(balance, where))
+                if code in OPENING_BALANCES:
+                    statement.opening = statement.opening or figure
+                else:
+                    if statement.closing is None:
+                        statement.closing = figure
+                        statement.closing_date = _date_part(
+                            self._text(balance, "Dt/Dt") or self._text(balance, "Dt/DtTm")
+                        )
+        return statement
+
+    def _check_balance(self, statement: _Statement) -> None:
+        """Opening plus the booked entries equals closing, where the statement gives both balances."""
+        if statement.opening is None or statement.closing is None:
+            return
+        (opening, currency), (closing, closing_currency) = statement.opening, statement.closing
+        if closing_currency != currency:
+            raise RejectedFile(
+                self.file.name,
+                f"{statement.path} ({statement.id}): statement does not balance: opening balance in {currency}, "
+                f"closing balance in {closing_currency}",
+            )
+        foreign = sorted(set(statement.booked) - {currency})
+        if foreign:
+            raise RejectedFile(
+                self.file.name,
+                f"{statement.path} ({statement.id}): statement does not balance: booked entries in "
+                f"{', '.join(foreign)} on a statement whose balances are in {currency}",
+            )
+        lines = statement.booked.get(currency, Decimal(0))
+        if opening + lines != closing:
+            raise RejectedFile(
+                self.file.name,
+                f"{statement.path} ({statement.id}): statement does not balance: opening {opening} {currency} + "
+                f"booked entries {lines} = {opening + lines}, but the closing balance is {closing}",
+            )
+
+    # -- one entry, and its details --------------------------------------------------------------------------
+
+    def _entry(self, entry, statement: _Statement) -> Iterator[dict]:
+        path = f"{statement.path}/Ntry[{statement.entries}]"
+        status = self._text(entry, "Sts/Cd") or self._text(entry, "Sts/Prtry") or self._text(entry, "Sts")
+        if status is None and MESSAGES[self.message][0] == "camt.053":
+            status = "BOOK"  # an end-of-day statement reports booked entries; real files omit the status
+        if status not in STATUSES:
+            self._reject(entry, f"{path}/Sts", f"entry status {status!r} is none of {', '.join(sorted(STATUSES))}")
+        amount = self._signed(entry, path)
+        currency = self._currency(entry, path)
+        details = list(entry.iterfind(self._q("NtryDtls/TxDtls")))
+        # A batch is split only when its details carry amounts; details without any describe the entry.
+        split = len(details) > 1 and any(self._has_amount(detail) for detail in details)
+        if split:
+            self._check_details_sum(details, amount, currency, path)
+        if status != "BOOK":
+            return
+        statement.booked[currency] = statement.booked.get(currency, Decimal(0)) + amount
+        shared = {
+            "account_id": statement.account,
+            # Without a booking date, an end-of-day statement's entry is booked on its closing balance's date.
+            "booking_date": _date_part(self._text(entry, "BookgDt/Dt") or self._text(entry, "BookgDt/DtTm"))
+            or statement.closing_date,
+            "value_date": _date_part(self._text(entry, "ValDt/Dt") or self._text(entry, "ValDt/DtTm")),
+            "currency": currency,
+        }
+        bank_ref = self._text(entry, "AcctSvcrRef")
+        entry_id = bank_ref or f"{statement.id}/{statement.entries}"
+        extra = {
+            "format": self.ns.rsplit(":", 1)[-1] or MESSAGES[self.message][0],
+            "statement_id": statement.id,
+            "entry_reference": self._text(entry, "NtryRef"),
+            "reversal": self._text(entry, "RvslInd") in ("true", "1"),
+            "bank_transaction_code": self._text(entry, "BkTxCd/Domn/Cd") or self._text(entry, "BkTxCd/Prtry/Cd"),
+        }
+        if not split:
+            detail = details[0] if details else None
+            yield self._row(entry, detail, path, amount, entry_id, shared, extra)
+            return
+        for number, detail in enumerate(details, start=1):
+            where = f"{path}/NtryDtls/TxDtls[{number}]"
+            own = self._text(detail, "Refs/AcctSvcrRef")
+            signed = self._detail_amount(detail, where, amount)
+            yield self._row(
+                entry, detail, where, signed, own or f"{entry_id}/{number}", shared, {**extra, "batch_entry": entry_id}
+            )
+
+    def _row(self, entry, detail, path: str, amount: Decimal, txn_id: str, shared: dict, extra: dict) -> dict:
+        """One staged row: an entry with at most one detail, or one detail of a batch (`path` names which)."""
+        self.rows_out += 1
+        party = "Dbtr" if amount >= 0 else "Cdtr"
+        more = {
+            "element": path,
+            "source_line": (detail if "/TxDtls[" in path else entry).sourceline,
+            "transaction_id": self._text(detail, "Refs/TxId"),
+            "uetr": self._text(detail, "Refs/UETR"),
+            "detail_reference": self._text(detail, "Refs/AcctSvcrRef"),
+        }
+        return {
+            "line_number": self.rows_out,
+            "txn_id": txn_id,
+            "amount": _amount_text(amount),
+            **shared,
+            "end_to_end_id": self._text(detail, "Refs/EndToEndId"),
+            "creditor_reference": self._text(detail, "RmtInf/Strd/CdtrRefInf/Ref"),
+            "remittance_information": self._text(detail, "RmtInf/Ustrd"),
+            "counterparty": self._text(detail, f"RltdPties/{party}/Nm")
+            or self._text(detail, f"RltdPties/{party}/Pty/Nm"),
+            "description": self._text(detail, "AddtlTxInf") or self._text(entry, "AddtlNtryInf"),
+            "extra": json.dumps({k: v for k, v in {**extra, **more}.items() if v not in (None, "")}, sort_keys=True),
+        }
+
+    def _check_details_sum(self, details: list, amount: Decimal, currency: str, path: str) -> None:
+        total = Decimal(0)
+        for number, detail in enumerate(details, start=1):
+            where = f"{path}/NtryDtls/TxDtls[{number}]"
+            total += self._detail_amount(detail, where, amount)
+            own = self._detail_currency(detail)
+            if own is not None and own != currency:
+                self._reject(detail, where, f"the detail is in {own} but its entry is in {currency}")
+        if total != amount:
+            self._reject(
+                details[0].getparent().getparent(),
+                path,
+                f"the batch's {len(details)} details sum to {total} but the entry is {amount}",
+            )
+
+    def _detail_amount(self, detail, where: str, entry_amount: Decimal) -> Decimal:
+        """A detail's signed amount: its own amount (Amt, or AmtDtls/TxAmt/Amt in version 2) and its own mark, or
+        the entry's mark when it has none."""
+        own = detail.find(self._q("Amt"))
+        path = f"{where}/Amt"
+        if own is None:
+            own, path = detail.find(self._q("AmtDtls/TxAmt/Amt")), f"{where}/AmtDtls/TxAmt/Amt"
+        if own is None:
+            self._reject(detail, where, "a detail of a batch has no amount")
+        value = _decimal(own.text)
+        if value is None:
+            self._reject(own, path, f"{(own.text or '').strip()!r} is not an amount (digits, one point)")
+        mark = self._text(detail, "CdtDbtInd")
+        if mark is None:
+            return value if entry_amount >= 0 else -value
+        return self._apply_mark(detail, f"{where}/CdtDbtInd", value, mark)
+
+    def _has_amount(self, detail) -> bool:
+        return detail.find(self._q("Amt")) is not None or detail.find(self._q("AmtDtls/TxAmt/Amt")) is not None
+
+    def _detail_currency(self, detail) -> str | None:
+        own = detail.find(self._q("Amt"))
+        if own is None:
+            own = detail.find(self._q("AmtDtls/TxAmt/Amt"))
+        return None if own is None else own.get("Ccy")
+
+    def _signed(self, element, path: str) -> Decimal:
+        amount = element.find(self._q("Amt"))
+        if amount is None:
+            self._reject(element, path, "no Amt")
+        value = _decimal(amount.text)
+        if value is None:
+            self._reject(amount, f"{path}/Amt", f"{(amount.text or '').strip()!r} is not an amount (digits, one point)")
+        mark = self._text(element, "CdtDbtInd")
+        if mark is None and etree.QName(element).localname == "Bal":
+            mark = "CRDT"  # a balance with no mark is not negative (real statements omit it)
+        return self._apply_mark(element, f"{path}/CdtDbtInd", value, mark)
+
+    def _apply_mark(self, element, path: str, value: Decimal, mark: str | None) -> Decimal:
+        # A reversal is marked as the direction of the reversing entry itself (ISO 20022: CRDT with RvslInd true
+        # reverses a debit), so the mark alone gives the sign, and a reversal has the opposite sign of what it
+        # reverses.
+        if mark == "CRDT":
+            return value
+        if mark == "DBIT":
+            return -value
+        self._reject(element, path, f"credit/debit mark {mark!r} is neither CRDT nor DBIT")
+        raise AssertionError  # unreachable: _reject raises
+
+    def _currency(self, element, path: str) -> str:
+        currency = element.find(self._q("Amt")).get("Ccy")
+        if not currency:
+            self._reject(element, f"{path}/Amt", "the amount has no Ccy")
+        return currency
+
+    def _reject(self, element, path: str, reason: str) -> None:
+        line = getattr(element, "sourceline", None)
+        where = f"line {line}, " if line else ""
+        raise RejectedFile(self.file.name, f"{where}{path}: {reason}")
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    """A camt amount as an exact decimal, or None when the text is not one."""
+    text = (text or "").strip()
+    return Decimal(text) if _AMOUNT.match(text) else None
+
+
+def _amount_text(amount: Decimal) -> str:
+    """The amount as text, with two decimals when that is exact (8.850 is 8.85; 8.855 stays, to be quarantined)."""
+    cents = amount.quantize(_CENT)
+    return f"{cents:f}" if cents == amount else f"{amount:f}"
+
+
+def _date_part(text: str | None) -> str | None:
+    """A camt date, or the date of a date-time (2024-04-03T10:00:00.000000000+03:00)."""
+    return text[:10] if text else None

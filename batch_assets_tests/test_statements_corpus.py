@@ -1,0 +1,188 @@
+"""The public statement samples beside the project (../shared/statements), each landed as a day's bank file:
+what it stages, what validation quarantines and why, or why the whole file is rejected. A test skips, with
+the reason, where the samples are absent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from batch_assets_tests.statement_corpus import CORPUS, corpus_files, land_sample
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A sample that lands: its rows, the business date it is judged on (its entries' commonest booking date;
+    the test day when they have none), the rows validation stages, those it quarantines per rule, and the
+    sums per currency and sign (`EUR+` credits, `EUR-` debits) as delivered."""
+
+    rows: int
+    day: str | None
+    staged: int
+    quarantined: dict[str, int]
+    sums: dict[str, str]
+
+
+SUBITE = "Subite-eu__camt-to-coda/example-files/CAMT"
+S053 = f"{SUBITE}/LT625883379695428516/CAMT_053/"
+OTHER = f"{SUBITE}/Other/"
+GENKGO = "genkgo__camt/test/data/"
+
+
+def unbalanced(statement: str, figures: str) -> str:
+    return f"Document/BkToCstmrStmt/Stmt[1] ({statement}): statement does not balance: {figures}"
+
+
+def chf_under_sek(line: int) -> str:
+    return (
+        f"line {line}, Document/BkToCstmrDbtCdtNtfctn/Ntfctn[1]/Ntry[1]/NtryDtls/TxDtls[1]: the detail is in CHF but "
+        "its entry is in SEK"
+    )
+
+
+# genkgo's camt.053 samples give balances in several currencies (a library's fixtures, not real statements).
+MIXED_CURRENCIES = unbalanced("253EURNL26VAYB8060476890", "opening balance in EUR, closing balance in SEK")
+
+# Every camt sample that stages rows or is rejected. Each Subite camt.053 statement balances: opening plus its
+# entries equals closing, which is what settles the signs of its entries.
+CAMT: dict[str, Staged | str] = {
+    S053 + "2024-04-03.xml": Staged(8, "2024-04-03", 8, {}, {"EUR+": "3736837.61", "EUR-": "-921579.61"}),
+    S053 + "2024-04-05.xml": Staged(5, "2024-04-05", 5, {}, {"EUR+": "2306172.28", "EUR-": "-304276.65"}),
+    S053 + "2024-04-11.xml": Staged(15, "2024-04-11", 15, {}, {"EUR+": "940505.25", "EUR-": "-5209685.01"}),
+    S053 + "2024-05-23.xml": Staged(9, "2024-05-23", 9, {}, {"EUR+": "1018325.46", "EUR-": "-3827235.36"}),
+    S053 + "2024-06-10.xml": Staged(7, "2024-06-10", 7, {}, {"EUR+": "1344143.33", "EUR-": "-1021492.80"}),
+    S053 + "2024-06-18.xml": Staged(12, "2024-06-18", 12, {}, {"EUR+": "653569.59", "EUR-": "-5497205.94"}),
+    S053 + "2024-06-20.xml": Staged(4, "2024-06-20", 4, {}, {"EUR+": "436264.74", "EUR-": "-1133429.03"}),
+    S053 + "2024-06-24.xml": Staged(9, "2024-06-24", 9, {}, {"EUR+": "299176.63", "EUR-": "-650169.27"}),
+    S053 + "2024-06-27.xml": Staged(11, "2024-06-27", 11, {}, {"EUR+": "375184.80", "EUR-": "-3807272.92"}),
+    S053 + "2024-07-08.xml": Staged(6, "2024-07-08", 6, {}, {"EUR+": "789329.16", "EUR-": "-403803.98"}),
+    S053 + "2024-08-09.xml": Staged(10, "2024-08-09", 10, {}, {"EUR+": "1689742.76", "EUR-": "-1467382.35"}),
+    S053 + "2024-08-21.xml": Staged(8, "2024-08-21", 8, {}, {"EUR+": "1845366.85", "EUR-": "-2555071.49"}),
+    S053 + "2024-09-04.xml": Staged(9, "2024-09-04", 9, {}, {"EUR+": "1368875.33", "EUR-": "-440998.16"}),
+    S053 + "2024-09-06.xml": Staged(4, "2024-09-06", 4, {}, {"EUR+": "2457311.04", "EUR-": "-252380.68"}),
+    S053 + "2024-09-19.xml": Staged(8, "2024-09-19", 8, {}, {"EUR+": "1010056.10", "EUR-": "-887578.19"}),
+    OTHER + "BE68793230773034-202411.xml": Staged(
+        268, "2024-11-10", 17, {"booking_date_mismatch": 251}, {"EUR+": "180000.00", "EUR-": "-151831.25"}
+    ),
+    OTHER + "BE68793230773034-202412.xml": Staged(
+        264, "2024-12-20", 25, {"booking_date_mismatch": 239}, {"EUR+": "100400.00", "EUR-": "-145974.01"}
+    ),
+    OTHER + "account_statement-2.xml": Staged(
+        462, "2024-04-15", 15, {"booking_date_mismatch": 447}, {"EUR+": "425004.99", "EUR-": "-424449.70"}
+    ),
+    OTHER + "account_statement-3.xml": Staged(
+        314, "2024-10-14", 17, {"booking_date_mismatch": 297}, {"EUR+": "210000.00", "EUR-": "-184072.66"}
+    ),
+    OTHER + "account_statement.xml": Staged(3, "2024-05-23", 3, {}, {"EUR+": "789904.40", "EUR-": "-789904.40"}),
+    GENKGO + "camt052.v1.xml": Staged(1, "2007-10-18", 1, {}, {"SEK-": "-200000.00"}),
+    GENKGO + "camt052.v2.other-account.xml": Staged(1, "2007-10-18", 1, {}, {"SEK-": "-200000.00"}),
+    # no booking date and no closing balance: quarantined
+    GENKGO + "camt052.v2.with-account-name.xml": Staged(
+        1, None, 0, {"missing_required_field": 1}, {"SEK-": "-200000.00"}
+    ),
+    GENKGO + "camt052.v2.xml": Staged(1, "2007-10-18", 1, {}, {"SEK-": "-200000.00"}),
+    # its one entry is pending
+    GENKGO + "camt052.v4.xml": Staged(0, None, 0, {}, {}),
+    # its one entry is pending
+    GENKGO + "camt052.v6.Amt-zero.xml": Staged(0, None, 0, {}, {}),
+    # its one entry is pending
+    GENKGO + "camt052.v6.xml": Staged(0, None, 0, {}, {}),
+    GENKGO + "camt052.v8.xml": Staged(1, "2007-10-18", 1, {}, {"SEK-": "-200000.00"}),
+    # synthetic balances that do not add up
+    GENKGO + "camt053.v2.all-balance-types.xml": unbalanced(
+        "CAMT0532015012200001", "opening 1.01 EUR + booked entries 8.850 = 9.860, but the closing balance is 4.04"
+    ),
+    # synthetic: 18.150 + 8.850 is 27.000, its closing says 27.050
+    GENKGO + "camt053.v2.five.decimals.xml": unbalanced(
+        "253EURNL26VAYB8060476890",
+        "opening 18.150 EUR + booked entries 8.850 = 27.000, but the closing balance is 27.050",
+    ),
+    GENKGO + "camt053.v2.minimal.ultimate.xml": MIXED_CURRENCIES,
+    # its balances mix EUR, SEK, CHF and JPY
+    GENKGO + "camt053.v2.minimal.xml": MIXED_CURRENCIES,
+    GENKGO + "camt053.v2.multi.statement.xml": Staged(2, "2014-12-31", 2, {}, {"EUR+": "8.85", "EUR-": "-7.00"}),
+    GENKGO + "camt053.v2.with-account-name.xml": Staged(1, "2014-12-31", 1, {}, {"EUR+": "8.85"}),
+    GENKGO + "camt053.v2.with-party-ids.xml": MIXED_CURRENCIES,
+    # broken on purpose: a group header and no statement
+    GENKGO + "camt053.v2.wrong.xml": "Document/BkToCstmrStmt: a camt.053 message with no Stmt",
+    GENKGO + "camt053.v3.xml": MIXED_CURRENCIES,
+    GENKGO + "camt053.v4.xml": MIXED_CURRENCIES,
+    GENKGO + "camt053.v8.xml": MIXED_CURRENCIES,
+    # no booking date: quarantined
+    GENKGO + "camt054.v2.with-account-name.xml": Staged(
+        1, None, 0, {"missing_required_field": 1}, {"SEK-": "-200000.00"}
+    ),
+    # three details without amounts describe one entry
+    GENKGO + "camt054.v2.xml": Staged(1, "2007-10-18", 1, {}, {"SEK-": "-200000.00"}),
+    # synthetic: CHF details under a SEK entry
+    GENKGO + "camt054.v4.xml": chf_under_sek(94),
+    # no booking date: quarantined
+    GENKGO + "camt054.v8-with-UETR.xml": Staged(1, None, 0, {"missing_required_field": 1}, {"SEK-": "-200000.00"}),
+    # no booking date: quarantined
+    GENKGO + "camt054.v8-with-financial-institution.xml": Staged(
+        1, None, 0, {"missing_required_field": 1}, {"SEK-": "-200000.00"}
+    ),
+    # synthetic: CHF details under a SEK entry
+    GENKGO + "camt054.v8.xml": chf_under_sek(96),
+    # an opening balance and no entries
+    GENKGO + "camt53.only-Dt-with-DtTm.xml": Staged(0, None, 0, {}, {}),
+}
+# Balance-only intraday reports (no entries) and notifications whose one entry is for information only (Sts
+# INFO, its batch of 41 to 500 details netting exactly to it): they land no row.
+CAMT_EMPTY = (f"{SUBITE}/LT809872649478701594/CAMT_052/", f"{SUBITE}/LT809872649478701594/CAMT_054/")
+
+
+def camt_samples() -> list[Path]:
+    return corpus_files("camt", "*.xml")
+
+
+def test_every_camt_sample_is_stated_here() -> None:
+    names = {str(path.relative_to(CORPUS / "camt")) for path in camt_samples()}
+    stated = set(CAMT) | {name for name in names if name.startswith(CAMT_EMPTY)}
+    assert names == stated
+    assert sum(name.startswith(CAMT_EMPTY) for name in names) == 40
+
+
+def camt_sample(name: str) -> Path:
+    (path,) = [path for path in camt_samples() if str(path.relative_to(CORPUS / "camt")) == name]
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(CAMT))
+def test_a_camt_sample_stages_quarantines_or_is_rejected_as_stated(name: str, tmp_path: Path) -> None:
+    landed = land_sample(camt_sample(name), tmp_path, "xml")
+    expected = CAMT[name]
+    if isinstance(expected, str):
+        assert landed.rejected == expected
+        return
+    assert landed.rejected is None
+    assert landed.rows.height == expected.rows
+    day = date.fromisoformat(expected.day) if expected.day else date(2026, 11, 21)
+    assert landed.judged(day) == (expected.staged, expected.quarantined)
+    assert {f"{c}{s}": str(v) for (c, s), v in sorted(landed.sums().items())} == expected.sums
+
+
+def test_camt_samples_without_booked_entries_land_no_row(tmp_path: Path) -> None:
+    empty = [path for path in camt_samples() if str(path.relative_to(CORPUS / "camt")).startswith(CAMT_EMPTY)]
+    for index, path in enumerate(empty):
+        landed = land_sample(path, tmp_path / str(index), "xml")
+        assert landed.rejected is None and landed.rows.height == 0, path
+
+
+def test_a_real_statement_with_one_amount_changed_no_longer_balances(tmp_path: Path) -> None:
+    """The balance check is live on the real files: one entry a cent off and the statement is rejected."""
+    (path,) = [p for p in camt_samples() if p.name == "2024-04-03.xml" and "CAMT_053" in str(p)]
+    text = path.read_bytes()
+    assert text.count(b'<Amt Ccy="EUR">318525</Amt>') == 2  # the entry and its one summary detail
+    changed = tmp_path / "2024-04-03.xml"
+    changed.write_bytes(text.replace(b'<Amt Ccy="EUR">318525</Amt>', b'<Amt Ccy="EUR">318525.01</Amt>'))
+    landed = land_sample(changed, tmp_path / "land", "xml")
+    assert landed.rejected == (
+        "Document/BkToCstmrStmt/Stmt[1] (MSG85093864-KGIWDI): statement does not balance: opening 18083042.49 EUR "
+        "+ booked entries 2815257.99 = 20898300.48, but the closing balance is 20898300.49"
+    )
