@@ -40,6 +40,37 @@ CLOSING_BALANCES = ("CLBD",)
 # Where a row's reference comes from, in order of preference: the first whose normalised form is not null.
 REFERENCE_SOURCES = ("end_to_end_id", "creditor_reference", "remittance_information")
 ROWS_PER_BATCH = 20_000
+# What a row takes from an entry and from a detail, each read in one XPath evaluation (libxml2's, in C): a find
+# per field from Python cost five times as much.
+ENTRY_FIELDS = {
+    "status": "Sts",  # the code itself, or (from version 9) its Cd or Prtry child
+    "booking_date": "BookgDt/Dt",
+    "booking_time": "BookgDt/DtTm",
+    "value_date": "ValDt/Dt",
+    "value_time": "ValDt/DtTm",
+    "bank_reference": "AcctSvcrRef",
+    "entry_reference": "NtryRef",
+    "reversal": "RvslInd",
+    "domain_code": "BkTxCd/Domn/Cd",
+    "proprietary_code": "BkTxCd/Prtry/Cd",
+    "entry_information": "AddtlNtryInf",
+}
+DETAIL_FIELDS = {
+    "end_to_end_id": "Refs/EndToEndId",
+    "creditor_reference": "RmtInf/Strd/CdtrRefInf/Ref",
+    "remittance_information": "RmtInf/Ustrd",
+    "Dbtr": "RltdPties/Dbtr/Nm",
+    "Dbtr_party": "RltdPties/Dbtr/Pty/Nm",
+    "Cdtr": "RltdPties/Cdtr/Nm",
+    "Cdtr_party": "RltdPties/Cdtr/Pty/Nm",
+    "transaction_information": "AddtlTxInf",
+    "transaction_id": "Refs/TxId",
+    "uetr": "Refs/UETR",
+    "detail_reference": "Refs/AcctSvcrRef",
+}
+# Between fields: a private-use character. Text may hold it (nothing forbids it), so a split that does not give
+# one value per field falls back to a find per field.
+_SEPARATOR = "\ue000"
 _NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.05[234]\.001\.[0-9]{2}\Z")
 # ActiveOrHistoricCurrencyAndAmount: digits, at most one point; never a sign (the mark gives it), never an exponent.
 _AMOUNT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
@@ -115,6 +146,7 @@ class Statements:
         self.ns = ""
         self.rows_out = 0
         self._paths: dict[str, str] = {}
+        self._readers: dict[str, etree.XPath] = {}
 
     def rows(self) -> Iterator[dict]:
         statement: _Statement | None = None
@@ -194,6 +226,20 @@ class Statements:
             self._paths[path] = found
         return found
 
+    def _fields(self, element, fields: dict[str, str]) -> dict[str, str | None]:
+        """Several fields of `element` at once, each its first match's text, stripped; None where absent or empty."""
+        key = next(iter(fields))
+        reader = self._readers.get(key)
+        if reader is None:
+            parts = [f"string({'/'.join(f'c:{step}' for step in path.split('/'))})" for path in fields.values()]
+            separated = f", '{_SEPARATOR}', ".join(parts)
+            reader = etree.XPath(f"concat({separated})", namespaces={"c": self.ns})
+            self._readers[key] = reader
+        values = reader(element).split(_SEPARATOR)
+        if len(values) != len(fields):
+            return {name: self._text(element, path) for name, path in fields.items()}
+        return {name: value.strip() or None for name, value in zip(fields, values, strict=True)}
+
     def _text(self, element, path: str) -> str | None:
         if element is None:
             return None
@@ -253,7 +299,8 @@ class Statements:
 
     def _entry(self, entry, statement: _Statement) -> Iterator[dict]:
         path = f"{statement.path}/Ntry[{statement.entries}]"
-        status = self._text(entry, "Sts/Cd") or self._text(entry, "Sts/Prtry") or self._text(entry, "Sts")
+        fields = self._fields(entry, ENTRY_FIELDS)
+        status = fields["status"]
         if status is None and MESSAGES[self.message][0] == "camt.053":
             status = "BOOK"  # an end-of-day statement reports booked entries; real files omit the status
         if status not in STATUSES:
@@ -271,54 +318,56 @@ class Statements:
         shared = {
             "account_id": statement.account,
             # Without a booking date, an end-of-day statement's entry is booked on its closing balance's date.
-            "booking_date": _date_part(self._text(entry, "BookgDt/Dt") or self._text(entry, "BookgDt/DtTm"))
-            or statement.closing_date,
-            "value_date": _date_part(self._text(entry, "ValDt/Dt") or self._text(entry, "ValDt/DtTm")),
+            "booking_date": _date_part(fields["booking_date"] or fields["booking_time"]) or statement.closing_date,
+            "value_date": _date_part(fields["value_date"] or fields["value_time"]),
             "currency": currency,
         }
-        bank_ref = self._text(entry, "AcctSvcrRef")
-        entry_id = bank_ref or f"{statement.id}/{statement.entries}"
+        entry_id = fields["bank_reference"] or f"{statement.id}/{statement.entries}"
         extra = {
             "format": self.ns.rsplit(":", 1)[-1] or MESSAGES[self.message][0],
             "statement_id": statement.id,
-            "entry_reference": self._text(entry, "NtryRef"),
-            "reversal": self._text(entry, "RvslInd") in ("true", "1"),
-            "bank_transaction_code": self._text(entry, "BkTxCd/Domn/Cd") or self._text(entry, "BkTxCd/Prtry/Cd"),
+            "entry_reference": fields["entry_reference"],
+            "reversal": fields["reversal"] in ("true", "1"),
+            "bank_transaction_code": fields["domain_code"] or fields["proprietary_code"],
         }
         if not split:
             detail = details[0] if details else None
-            yield self._row(entry, detail, path, amount, entry_id, shared, extra)
+            yield self._row(entry, detail, path, amount, entry_id, shared, extra, fields["entry_information"])
             return
         for number, detail in enumerate(details, start=1):
             where = f"{path}/NtryDtls/TxDtls[{number}]"
-            own = self._text(detail, "Refs/AcctSvcrRef")
             signed = self._detail_amount(detail, where, amount)
             yield self._row(
-                entry, detail, where, signed, own or f"{entry_id}/{number}", shared, {**extra, "batch_entry": entry_id}
-            )
+                entry, detail, where, signed, None, shared, {**extra, "batch_entry": entry_id},
+                fields["entry_information"], f"{entry_id}/{number}",
+            )  # fmt: skip
 
-    def _row(self, entry, detail, path: str, amount: Decimal, txn_id: str, shared: dict, extra: dict) -> dict:
-        """One staged row: an entry with at most one detail, or one detail of a batch (`path` names which)."""
+    def _row(
+        self, entry, detail, path: str, amount: Decimal, txn_id: str | None, shared: dict, extra: dict,
+        entry_information: str | None, derived_id: str | None = None,
+    ) -> dict:  # fmt: skip
+        """One staged row: an entry with at most one detail, or one detail of a batch (`path` names which); a
+        detail's own bank reference, else `derived_id`, is a batch detail's txn_id."""
         self.rows_out += 1
+        found = dict.fromkeys(DETAIL_FIELDS) if detail is None else self._fields(detail, DETAIL_FIELDS)
         party = "Dbtr" if amount >= 0 else "Cdtr"
         more = {
             "element": path,
             "source_line": (detail if "/TxDtls[" in path else entry).sourceline,
-            "transaction_id": self._text(detail, "Refs/TxId"),
-            "uetr": self._text(detail, "Refs/UETR"),
-            "detail_reference": self._text(detail, "Refs/AcctSvcrRef"),
+            "transaction_id": found["transaction_id"],
+            "uetr": found["uetr"],
+            "detail_reference": found["detail_reference"],
         }
         return {
             "line_number": self.rows_out,
-            "txn_id": txn_id,
+            "txn_id": txn_id or found["detail_reference"] or derived_id,
             "amount": _amount_text(amount),
             **shared,
-            "end_to_end_id": self._text(detail, "Refs/EndToEndId"),
-            "creditor_reference": self._text(detail, "RmtInf/Strd/CdtrRefInf/Ref"),
-            "remittance_information": self._text(detail, "RmtInf/Ustrd"),
-            "counterparty": self._text(detail, f"RltdPties/{party}/Nm")
-            or self._text(detail, f"RltdPties/{party}/Pty/Nm"),
-            "description": self._text(detail, "AddtlTxInf") or self._text(entry, "AddtlNtryInf"),
+            "end_to_end_id": found["end_to_end_id"],
+            "creditor_reference": found["creditor_reference"],
+            "remittance_information": found["remittance_information"],
+            "counterparty": found[party] or found[f"{party}_party"],
+            "description": found["transaction_information"] or entry_information,
             "extra": json.dumps({k: v for k, v in {**extra, **more}.items() if v not in (None, "")}, sort_keys=True),
         }
 
