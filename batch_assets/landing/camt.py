@@ -81,13 +81,18 @@ _OPTIONAL = ("counterparty", "description", "extra", *REFERENCE_SOURCES)
 
 
 def read(file: LandingFile, digest: FileDigest) -> ReadRows:
-    """The file's rows, read when Polars pulls them: a statement that fails a check rejects the whole file."""
+    """The file's rows, read as Polars pulls them. A statement that fails a check ends the rows, and its error
+    is handed back once Polars has finished with them: the whole file is then rejected."""
+    failed: list[RejectedFile] = []
 
     def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
-        for frame in _frames(file):
-            yield frame.select(with_columns) if with_columns else frame
+        try:
+            for frame in _frames(file):
+                yield frame.select(with_columns) if with_columns else frame
+        except RejectedFile as error:
+            failed.append(error)
 
-    return ReadRows(register_io_source(batches, schema=_SCHEMA), [], None)
+    return ReadRows(register_io_source(batches, schema=_SCHEMA), [], None, lambda: failed[0] if failed else None)
 
 
 def _frames(file: LandingFile) -> Iterator[pl.DataFrame]:

@@ -3,6 +3,7 @@ at all."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ class ReadRows:
     frame: pl.LazyFrame
     extra_columns: list[str]
     expected_rows: int | None
+    # For a reader that streams its rows into Polars (a Python source): the error that ended its rows early, if
+    # one did. Raised inside Polars' streaming sink, an error would come back while the sink still writes.
+    problem: Callable[[], RejectedFile | None] = lambda: None
 
 
 def land_file(file: LandingFile, digest: FileDigest, spill: Path) -> int:
@@ -33,8 +37,11 @@ def land_file(file: LandingFile, digest: FileDigest, spill: Path) -> int:
     holds, the file is rejected rather than landed in part. The file is held open until the rows are written.
     """
     with held_open(file) as held:
-        frame, expected_rows = _read(held, digest)
+        frame, expected_rows, problem = _read(held, digest)
         _sink_rows(frame, held, spill)
+    if (error := problem()) is not None:
+        spill.unlink(missing_ok=True)
+        raise error
     rows = int(pl.scan_parquet(spill).select(pl.len()).collect().item())
     if expected_rows is not None and rows != expected_rows:
         raise RejectedFile(
@@ -74,15 +81,19 @@ def read_landing_file(file: LandingFile, digest: FileDigest) -> pl.LazyFrame:
 
     The rows are read in full while the file is held open, so the frame never reopens the file by name."""
     with held_open(file) as held:
-        return _read(held, digest)[0].collect().lazy()
+        frame, _, problem = _read(held, digest)
+        rows = frame.collect()
+    if (error := problem()) is not None:
+        raise error
+    return rows.lazy()
 
 
-def _read(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, int | None]:
+def _read(file: LandingFile, digest: FileDigest) -> tuple[pl.LazyFrame, int | None, Callable[[], RejectedFile | None]]:
     """The file's rows, and how many records its structure says it holds when a reader counted them."""
     if digest.size_bytes == 0:
         raise RejectedFile(file.name, "zero-byte file (a day with no transactions is a header-only file)")
     read = formats.reader(file.format).read(file, digest)
-    return _to_raw_schema(read.frame, file, read.extra_columns), read.expected_rows
+    return _to_raw_schema(read.frame, file, read.extra_columns), read.expected_rows, read.problem
 
 
 def _unreadable(file: LandingFile, error: BaseException) -> str:
