@@ -13,7 +13,7 @@ import polars as pl
 from lxml import etree
 from polars.io.plugins import register_io_source
 
-from batch_assets.landing.rows import ReadRows
+from batch_assets.landing.rows import ReadRows, amount_text
 from batch_assets.landing.zone import FileDigest, LandingFile, RejectedFile
 from batch_assets.transforms.contract import CONTRACT_COLUMNS
 from batch_assets.transforms.references import normalise_reference
@@ -74,7 +74,6 @@ _SEPARATOR = "\ue000"
 _NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.05[234]\.001\.[0-9]{2}\Z")
 # ActiveOrHistoricCurrencyAndAmount: digits, at most one point; never a sign (the mark gives it), never an exponent.
 _AMOUNT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
-_CENT = Decimal("0.01")
 _SCHEMA = {"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String), "extra": pl.String}
 _BUILT = ("line_number", "txn_id", "account_id", "booking_date", "value_date", "amount", "currency")
 _OPTIONAL = ("counterparty", "description", "extra", *REFERENCE_SOURCES)
@@ -366,7 +365,7 @@ class Statements:
         return {
             "line_number": self.rows_out,
             "txn_id": txn_id or found["detail_reference"] or derived_id,
-            "amount": _amount_text(amount),
+            "amount": amount_text(amount),
             **shared,
             "end_to_end_id": found["end_to_end_id"],
             "creditor_reference": found["creditor_reference"],
@@ -456,12 +455,6 @@ def _decimal(text: str | None) -> Decimal | None:
     """A camt amount as an exact decimal, or None when the text is not one."""
     text = (text or "").strip()
     return Decimal(text) if _AMOUNT.match(text) else None
-
-
-def _amount_text(amount: Decimal) -> str:
-    """The amount as text, with two decimals when that is exact (8.850 is 8.85; 8.855 stays, to be quarantined)."""
-    cents = amount.quantize(_CENT)
-    return f"{cents:f}" if cents == amount else f"{amount:f}"
 
 
 def _date_part(text: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -118,3 +119,10 @@ def _to_raw_schema(frame: pl.LazyFrame, file: LandingFile, extra_columns: list[s
     else:
         columns.append(pl.lit(None, pl.String).alias("extra"))
     return frame.select(columns).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+
+
+def amount_text(amount: Decimal) -> str:
+    """A statement's signed amount as the contract's text: two decimals when that is exact (8.850 is 8.85), else
+    as it is (8.855 stays, for validation to quarantine)."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents:f}" if cents == amount else f"{amount:f}"
