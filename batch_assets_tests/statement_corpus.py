@@ -66,3 +66,19 @@ def land_sample(path: Path, tmp_path: Path, extension: str) -> Landed:
         assert not spill.exists(), "a rejected file left rows behind"
         return Landed(None, error.reason)
     return Landed(pl.read_parquet(spill), None)
+
+
+def land_statement(tmp_path: Path, content: bytes, extension: str, day: date = DAY) -> pl.DataFrame:
+    """Deliver `content` as the day's bank file `bank/bank_<day>.<extension>` and land it: its raw rows, as text.
+    Raises RejectedFile as ingest would."""
+    landing = tmp_path / "landing"
+    target = landing / "bank" / f"bank_{day.isoformat()}.{extension}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+    (file,), ignored = scan_landing(landing, day)
+    assert not ignored
+    spill = tmp_path / "spill.parquet"
+    rows = land_file(file, digest_file(file.path), spill)
+    frame = pl.read_parquet(spill)
+    assert frame.height == rows
+    return frame

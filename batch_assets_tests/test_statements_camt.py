@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_assets.landing import RejectedFile, digest_file, land_file, scan_landing
-from batch_assets_tests.helpers import write_landing
+from batch_assets.landing import RejectedFile
+from batch_assets_tests.statement_corpus import land_statement
 
 pytestmark = pytest.mark.unit
 
@@ -23,17 +23,8 @@ DAY = date(2026, 11, 21)
 SAMPLES = Path(__file__).parent / "statements" / "camt"
 
 
-def land(tmp_path: Path, content: bytes, day: date = DAY) -> pl.DataFrame:
-    """Deliver `content` as the day's bank statement and land it: the raw rows, as text."""
-    landing = tmp_path / "landing"
-    write_landing(landing, "bank", day, content, ext="xml")
-    (file,), ignored = scan_landing(landing, day)
-    assert not ignored
-    spill = tmp_path / "spill.parquet"
-    rows = land_file(file, digest_file(file.path), spill)
-    frame = pl.read_parquet(spill)
-    assert frame.height == rows
-    return frame
+def land(tmp_path: Path, content: bytes) -> pl.DataFrame:
+    return land_statement(tmp_path, content, "xml", DAY)
 
 
 def sample(name: str) -> bytes:

@@ -354,3 +354,51 @@ def test_every_mt940_sample_is_stated_here() -> None:
 def test_an_mt940_sample_stages_quarantines_or_is_rejected_as_stated(name: str, tmp_path: Path) -> None:
     landed = land_sample(CORPUS / "mt940" / MT940_ROOT / name, tmp_path, "sta")
     assert_landed_as_stated(landed, MT940[name])
+
+
+# Every BAI2 sample: ministryofjustice/bai2's and moov-io/bai2's fixtures.
+BAI2: dict[str, Staged | str] = {
+    # no 16 details; blank trailer amounts are not checked
+    "ministryofjustice__bai2/tests/data/account_trailer_amount_blank_example.bai2": Staged(0, None, 0, {}, {}),
+    # a 0.01 credit between equal opening and closing ledgers
+    "ministryofjustice__bai2/tests/data/citi_example.bai2": (
+        "line 12: record 49: account 77777777: statement does not balance: opening ledger 100.00 GBP + "
+        "details 0.01 = 100.01, but the closing ledger is 100.00"
+    ),
+    "ministryofjustice__bai2/tests/data/nwb_example.bai2": Staged(
+        5, "2009-12-16", 5, {}, {"GBP+": "0.89", "GBP-": "-27.65"}
+    ),
+    "ministryofjustice__bai2/tests/data/svb_us_example.bai2": Staged(
+        2, "2022-02-01", 1, {"booking_date_mismatch": 1}, {"USD+": "13959.96"}
+    ),
+    # broken on purpose
+    "moov-io__bai2/test/testdata/errors/sample-parseError.txt": (
+        "line 1: record 00: a 00 record before the 01 file header"
+    ),
+    "moov-io__bai2/test/testdata/sample1.txt": Staged(
+        17, "2006-03-17", 17, {}, {"CAD+": "3200.00", "CAD-": "-3200.00"}
+    ),
+    "moov-io__bai2/test/testdata/sample2.txt": Staged(4, "2004-06-20", 4, {}, {"USD+": "309500.00"}),
+    # records packed on lines, a 16 record's text broken across lines
+    "moov-io__bai2/test/testdata/sample3.txt": Staged(26, "2022-09-19", 26, {}, {"USD+": "397.13", "USD-": "-594.18"}),
+    # its account trailer's control total is not the sum of its amounts
+    "moov-io__bai2/test/testdata/sample4-continuations-newline-delimited.txt": (
+        "line 22: record 49: the account's control total (the sum of its 03 and 16 amounts) is "
+        "-1260161341762, but the records add up to 7999960"
+    ),
+    # its account trailer's control total is not the sum of its amounts
+    "moov-io__bai2/test/testdata/sample5-issue113.txt": (
+        "line 22: record 49: the account's control total (the sum of its 03 and 16 amounts) is "
+        "-1260161341762, but the records add up to 7999960"
+    ),
+}
+
+
+def test_every_bai2_sample_is_stated_here() -> None:
+    samples = corpus_files("bai2", "*.bai2", "*.txt")
+    assert {str(path.relative_to(CORPUS / "bai2")) for path in samples} == set(BAI2)
+
+
+@pytest.mark.parametrize("name", sorted(BAI2))
+def test_a_bai2_sample_stages_quarantines_or_is_rejected_as_stated(name: str, tmp_path: Path) -> None:
+    assert_landed_as_stated(land_sample(CORPUS / "bai2" / name, tmp_path, "bai2"), BAI2[name])

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.landing import RejectedFile, digest_file, land_file, scan_landing
-from batch_assets_tests.helpers import write_landing
+from batch_assets.landing import RejectedFile
+from batch_assets_tests.statement_corpus import land_statement
 
 pytestmark = pytest.mark.unit
 
@@ -19,15 +19,7 @@ SAMPLES = Path(__file__).parent / "statements" / "mt940"
 
 
 def land(tmp_path: Path, name: str, ext: str = "sta") -> pl.DataFrame:
-    landing = tmp_path / "landing"
-    write_landing(landing, "bank", DAY, (SAMPLES / name).read_bytes(), ext=ext)
-    (file,), ignored = scan_landing(landing, DAY)
-    assert not ignored
-    spill = tmp_path / "spill.parquet"
-    rows = land_file(file, digest_file(file.path), spill)
-    frame = pl.read_parquet(spill)
-    assert frame.height == rows
-    return frame
+    return land_statement(tmp_path, (SAMPLES / name).read_bytes(), ext, DAY)
 
 
 def rejection(tmp_path: Path, name: str) -> str:

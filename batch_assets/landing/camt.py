@@ -9,14 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import polars as pl
 from lxml import etree
-from polars.io.plugins import register_io_source
 
-from batch_assets.landing.rows import ReadRows, amount_text
+from batch_assets.landing.rows import ReadRows, amount_text, streamed_statement
 from batch_assets.landing.zone import FileDigest, LandingFile, RejectedFile
-from batch_assets.transforms.contract import CONTRACT_COLUMNS
-from batch_assets.transforms.references import normalise_reference
 
 EXTENSIONS = ("xml",)
 SOURCES = ("bank",)
@@ -39,7 +35,6 @@ OPENING_BALANCES = ("OPBD", "PRCD")  # opening booked; or the previous day's clo
 CLOSING_BALANCES = ("CLBD",)
 # Where a row's reference comes from, in order of preference: the first whose normalised form is not null.
 REFERENCE_SOURCES = ("end_to_end_id", "creditor_reference", "remittance_information")
-ROWS_PER_BATCH = 20_000
 # What a row takes from an entry and from a detail, each read in one XPath evaluation (libxml2's, in C): a find
 # per field from Python cost five times as much.
 ENTRY_FIELDS = {
@@ -74,57 +69,11 @@ _SEPARATOR = "\ue000"
 _NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.05[234]\.001\.[0-9]{2}\Z")
 # ActiveOrHistoricCurrencyAndAmount: digits, at most one point; never a sign (the mark gives it), never an exponent.
 _AMOUNT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
-_SCHEMA = {"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String), "extra": pl.String}
-_BUILT = ("line_number", "txn_id", "account_id", "booking_date", "value_date", "amount", "currency")
-_OPTIONAL = ("counterparty", "description", "extra", *REFERENCE_SOURCES)
 
 
 def read(file: LandingFile, digest: FileDigest) -> ReadRows:
-    """The file's rows, read as Polars pulls them. A statement that fails a check ends the rows, and its error
-    is handed back once Polars has finished with them: the whole file is then rejected."""
-    failed: list[RejectedFile] = []
-
-    def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
-        try:
-            for frame in _frames(file):
-                yield frame.select(with_columns) if with_columns else frame
-        except RejectedFile as error:
-            failed.append(error)
-
-    return ReadRows(register_io_source(batches, schema=_SCHEMA), [], None, lambda: failed[0] if failed else None)
-
-
-def _frames(file: LandingFile) -> Iterator[pl.DataFrame]:
-    rows = _Rows()
-    for row in Statements(file).rows():
-        rows.add(row)
-        if rows.count >= ROWS_PER_BATCH:
-            yield rows.frame()
-            rows = _Rows()
-    if rows.count or not rows.yielded:
-        yield rows.frame()
-
-
-class _Rows:
-    """Rows gathered column by column, then one frame: the reference chosen by the contract's normalisation."""
-
-    yielded = False
-
-    def __init__(self) -> None:
-        self.columns: dict[str, list] = {name: [] for name in (*_BUILT, *_OPTIONAL)}
-        self.count = 0
-
-    def add(self, row: dict) -> None:
-        for name, values in self.columns.items():
-            values.append(row.get(name))
-        self.count += 1
-
-    def frame(self) -> pl.DataFrame:
-        frame = pl.DataFrame(self.columns, schema={name: _SCHEMA.get(name, pl.String) for name in self.columns})
-        chosen = pl.coalesce(
-            [pl.when(normalise_reference(pl.col(c)).is_not_null()).then(pl.col(c)) for c in REFERENCE_SOURCES]
-        )
-        return frame.with_columns(reference=chosen).select(list(_SCHEMA))
+    """The file's rows, read as Polars pulls them; a statement that fails a check rejects the whole file."""
+    return streamed_statement(Statements(file).rows, REFERENCE_SOURCES)
 
 
 @dataclass

@@ -8,19 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import polars as pl
-from polars.io.plugins import register_io_source
-
-from batch_assets.landing.rows import ReadRows, amount_text
+from batch_assets.landing.rows import ReadRows, amount_text, streamed_statement
 from batch_assets.landing.zone import FileDigest, LandingFile, RejectedFile
-from batch_assets.transforms.contract import CONTRACT_COLUMNS
-from batch_assets.transforms.references import normalise_reference
 
 EXTENSIONS = ("sta", "mt940", "mt942")
 SOURCES = ("bank",)
 
-ROWS_PER_BATCH = 20_000
-_SCHEMA = {"line_number": pl.Int64, **dict.fromkeys(CONTRACT_COLUMNS, pl.String), "extra": pl.String}
 # Where a row's reference comes from, in order: the first whose normalised form is not null.
 REFERENCE_SOURCES = ("end_to_end_id", "customer_reference", "remittance_information")
 _TAG = re.compile(r":([0-9]{2}[A-Z]?):(.*)\Z", re.DOTALL)
@@ -46,31 +39,8 @@ _NO_REFERENCE = "NONREF"
 
 
 def read(file: LandingFile, digest: FileDigest) -> ReadRows:
-    """The file's rows, read as Polars pulls them; a statement that fails a check rejects the whole file."""
-    failed: list[RejectedFile] = []
-
-    def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
-        try:
-            rows: list[dict] = []
-            for row in Statements(file).rows():
-                rows.append(row)
-                if len(rows) >= ROWS_PER_BATCH:
-                    yield _frame(rows, with_columns)
-                    rows = []
-            yield _frame(rows, with_columns)
-        except RejectedFile as error:
-            failed.append(error)
-
-    return ReadRows(register_io_source(batches, schema=_SCHEMA), [], None, lambda: failed[0] if failed else None)
-
-
-def _frame(rows: list[dict], with_columns: list[str] | None) -> pl.DataFrame:
-    names = ["line_number", *CONTRACT_COLUMNS, "extra", *REFERENCE_SOURCES]
-    schema = {name: _SCHEMA.get(name, pl.String) for name in names}
-    frame = pl.DataFrame([{name: row.get(name) for name in names} for row in rows], schema=schema, orient="row")
-    chosen = [pl.when(normalise_reference(pl.col(c)).is_not_null()).then(pl.col(c)) for c in REFERENCE_SOURCES]
-    frame = frame.with_columns(reference=pl.coalesce(chosen)).select(list(_SCHEMA))
-    return frame.select(with_columns) if with_columns else frame
+    """The file's rows, read as Polars pulls them; a check that fails rejects the whole file."""
+    return streamed_statement(Statements(file).rows, REFERENCE_SOURCES)
 
 
 @dataclass

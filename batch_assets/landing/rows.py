@@ -3,17 +3,19 @@ at all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from batch_assets.landing import formats
 from batch_assets.landing.zone import FileDigest, LandingFile, RejectedFile, find_non_utf8_line, first_line, held_open
 from batch_assets.storage import disk_full_error, is_out_of_space
 from batch_assets.transforms.contract import CONTRACT_COLUMNS, RAW_SCHEMA
+from batch_assets.transforms.references import normalise_reference
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,49 @@ def amount_text(amount: Decimal) -> str:
     as it is (8.855 stays, for validation to quarantine)."""
     cents = amount.quantize(Decimal("0.01"))
     return f"{cents:f}" if cents == amount else f"{amount:f}"
+
+
+def statement_schema() -> dict[str, pl.DataType]:
+    """The columns a bank statement reader gives Polars: the line, the contract's columns as text, `extra`."""
+    return {"line_number": pl.Int64(), **{name: pl.String() for name in CONTRACT_COLUMNS}, "extra": pl.String()}
+
+
+def statement_frame(
+    rows: list[dict], reference_sources: tuple[str, ...], with_columns: list[str] | None
+) -> pl.DataFrame:
+    """Statement rows as a frame. Each row gives its reference candidates under `reference_sources`, in order of
+    preference; the reference is the first that the contract's normalisation does not make null."""
+    schema = statement_schema()
+    names = [*schema, *reference_sources]
+    frame = pl.DataFrame(
+        [[row.get(name) for name in names] for row in rows],
+        schema={name: schema.get(name, pl.String()) for name in names},
+        orient="row",
+    )
+    chosen = [pl.when(normalise_reference(pl.col(c)).is_not_null()).then(pl.col(c)) for c in reference_sources]
+    frame = frame.with_columns(reference=pl.coalesce(chosen)).select(list(schema))
+    return frame.select(with_columns) if with_columns else frame
+
+
+def streamed_statement(
+    rows: Callable[[], Iterator[dict]], reference_sources: tuple[str, ...], batch_rows: int = 20_000
+) -> ReadRows:
+    """A bank statement reader's rows, handed to Polars in batches as it pulls them, so memory holds one batch.
+    An error that rejects the file ends the rows and is handed back once Polars is done with them (`problem`)."""
+    failed: list[RejectedFile] = []
+
+    def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
+        try:
+            batch: list[dict] = []
+            for row in rows():
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    yield statement_frame(batch, reference_sources, with_columns)
+                    batch = []
+            yield statement_frame(batch, reference_sources, with_columns)
+        except RejectedFile as error:
+            failed.append(error)
+
+    return ReadRows(
+        register_io_source(batches, schema=statement_schema()), [], None, lambda: failed[0] if failed else None
+    )
