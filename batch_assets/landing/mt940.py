@@ -127,11 +127,12 @@ class Statements:
             missing = ":60F:" if opening is None else ":62F:"
             raise RejectedFile(self.file.name, f"{where}: no {missing} balance (an MT940 statement has both)")
         currency = self._currency(statement, where, opening, closing, floor)
+        kind = "MT942" if interim else "MT940"
         total = Decimal(0)
         lines = [f for f in statement.fields if f.tag == "61"]
         details = _details_by_line(statement)
         for position, line in enumerate(lines, start=1):
-            row, amount = self._row(line, details.get(line.line), statement, where, reference, number, position)
+            row, amount = self._row(line, details.get(line.line), kind, reference, number, position)
             total += amount
             yield {**row, "account_id": account, "currency": currency}
         if opening is not None and closing is not None:
@@ -171,7 +172,7 @@ class Statements:
         amount = Decimal(matched["amount"].replace(",", "."))
         return (amount if matched["mark"] == "C" else -amount), matched["currency"]
 
-    def _row(self, line: _Field, details: _Field | None, statement, where, reference, number, position):
+    def _row(self, line: _Field, details: _Field | None, kind: str, reference: str, number: str, position: int):
         first, _, supplementary = line.text.partition("\n")
         matched = _LINE.match(first.strip())
         if matched is None:
@@ -191,7 +192,7 @@ class Statements:
         structured = _structured(text)
         self.rows_out += 1
         extra = {
-            "format": "MT942" if statement.first("34F", "13D", "13") and not statement.first("60F", "60M") else "MT940",
+            "format": kind,
             "statement_reference": reference,
             "statement_number": number,
             "source_line": line.line,
