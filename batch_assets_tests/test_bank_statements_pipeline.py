@@ -20,13 +20,17 @@ def deliver_ledger(landing: Path) -> None:
     write_landing(landing, "ledger", DAY, (SAMPLES / "ledger_for_two_statements.csv").read_bytes())
 
 
+def reconcile_with_statement(landing: Path, instance: dg.DagsterInstance, sample: str) -> dg.ExecuteInProcessResult:
+    """Deliver the ledger file and the sample statement as the day's bank file, then run the day."""
+    deliver_ledger(landing)
+    write_landing(landing, "bank", DAY, (SAMPLES / sample).read_bytes(), ext="xml")
+    return run_day(instance, DAY)
+
+
 def test_a_camt053_day_lands_reconciles_and_matches_every_line(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:
-    deliver_ledger(landing)
-    write_landing(landing, "bank", DAY, (SAMPLES / "two_statements.camt053.xml").read_bytes(), ext="xml")
-
-    result = run_day(instance, DAY)
+    result = reconcile_with_statement(landing, instance, "two_statements.camt053.xml")
 
     assert result.success, failure_message(result)
     wh = warehouse(home)
@@ -48,13 +52,10 @@ def test_a_camt053_day_lands_reconciles_and_matches_every_line(
     assert ("bank/bank_2026-11-21.xml", "ingested", 7) in log
 
 
-def test_a_statement_that_does_not_balance_holds_the_bank_side_back_naming_the_file_and_the_figures(
+def test_a_statement_that_does_not_balance_holds_the_bank_side_back_until_a_corrected_one_is_delivered(
     landing: Path, home: Path, instance: dg.DagsterInstance
 ) -> None:
-    deliver_ledger(landing)
-    write_landing(landing, "bank", DAY, (SAMPLES / "does_not_balance.camt053.xml").read_bytes(), ext="xml")
-
-    result = run_day(instance, DAY)
+    result = reconcile_with_statement(landing, instance, "does_not_balance.camt053.xml")
 
     assert not result.success
     message = failure_message(result)
@@ -64,3 +65,9 @@ def test_a_statement_that_does_not_balance_holds_the_bank_side_back_naming_the_f
     log = wh.read_partition("ops.file_log", DAY, ["file_name", "status"]).rows()
     assert ("bank/bank_2026-11-21.xml", "rejected") in log
     assert wh.read_partition("staging.bank", DAY).height == 0
+
+    # The bank re-delivers a corrected statement under the same name: the re-run of the day reconciles it.
+    corrected = reconcile_with_statement(landing, instance, "two_statements.camt053.xml")
+    assert corrected.success, failure_message(corrected)
+    assert wh.read_partition("staging.bank", DAY).height == 7
+    assert wh.read_partition("recon.matches", DAY).height == 7

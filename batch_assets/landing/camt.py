@@ -263,8 +263,7 @@ class Statements:
         details = list(entry.iterfind(self._q("NtryDtls/TxDtls")))
         # A batch is split only when its details carry amounts; details without any describe the entry.
         split = len(details) > 1 and any(self._has_amount(detail) for detail in details)
-        if split:
-            self._check_details_sum(details, amount, currency, path)
+        amounts = self._batch_amounts(details, amount, currency, path) if split else []
         if status != "BOOK":
             return
         statement.booked[currency] = statement.booked.get(currency, Decimal(0)) + amount
@@ -287,9 +286,8 @@ class Statements:
             detail = details[0] if details else None
             yield self._row(entry, detail, path, amount, entry_id, shared, extra, fields["entry_information"])
             return
-        for number, detail in enumerate(details, start=1):
+        for number, (detail, signed) in enumerate(zip(details, amounts, strict=True), start=1):
             where = f"{path}/NtryDtls/TxDtls[{number}]"
-            signed = self._detail_amount(detail, where, amount)
             yield self._row(
                 entry, detail, where, signed, None, shared, {**extra, "batch_entry": entry_id},
                 fields["entry_information"], f"{entry_id}/{number}",
@@ -324,20 +322,22 @@ class Statements:
             "extra": json.dumps({k: v for k, v in {**extra, **more}.items() if v not in (None, "")}, sort_keys=True),
         }
 
-    def _check_details_sum(self, details: list, amount: Decimal, currency: str, path: str) -> None:
-        total = Decimal(0)
+    def _batch_amounts(self, details: list, amount: Decimal, currency: str, path: str) -> list[Decimal]:
+        """Each detail's signed amount, checked to be in the entry's currency and to sum to the entry."""
+        amounts = []
         for number, detail in enumerate(details, start=1):
             where = f"{path}/NtryDtls/TxDtls[{number}]"
-            total += self._detail_amount(detail, where, amount)
+            amounts.append(self._detail_amount(detail, where, amount))
             own = self._detail_currency(detail)
             if own is not None and own != currency:
                 self._reject(detail, where, f"the detail is in {own} but its entry is in {currency}")
-        if total != amount:
+        if (total := sum(amounts, Decimal(0))) != amount:
             self._reject(
                 details[0].getparent().getparent(),
                 path,
                 f"the batch's {len(details)} details sum to {total} but the entry is {amount}",
             )
+        return amounts
 
     def _detail_amount(self, detail, where: str, entry_amount: Decimal) -> Decimal:
         """A detail's signed amount: its own amount (Amt, or AmtDtls/TxAmt/Amt in version 2) and its own mark, or
