@@ -13,6 +13,7 @@ from pathlib import Path
 # without importing Dagster (a second of start-up); each command imports what it uses.
 
 DEMO_START = date(2026, 11, 2)
+BANK_FORMATS = ("camt053", "mt940", "bai2")  # the generator's statement formats (generator/statements.py)
 
 
 def _date(text: str) -> date:
@@ -60,26 +61,34 @@ def _landing() -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from batch_assets import settings
-    from batch_assets.generator import generate
 
     settings.apply_launch_environment()
     landing = Path(args.landing) if args.landing else _landing()
-    report = generate(
+    report = _generate(args, landing, Path(args.truth) if args.truth else None, parts=args.parts)
+    print(
+        f"wrote {args.days} day(s) of {args.format}"
+        + (f" (bank side as {args.bank_format} statements)" if args.bank_format else "")
+        + f" to {landing}"
+        + (f", ground truth to {args.truth}" if args.truth else "")
+    )
+    print(report.table())
+    return 0
+
+
+def _generate(args: argparse.Namespace, landing: Path, truth: Path | None, parts: int = 1):
+    from batch_assets.generator import generate
+
+    return generate(
         start=args.start,
         days=args.days,
         rows=args.rows,
         fmt=args.format,
         seed=args.seed,
         landing=landing,
-        truth=Path(args.truth) if args.truth else None,
-        parts=args.parts,
+        truth=truth,
+        parts=parts,
+        bank_format=args.bank_format,
     )
-    print(
-        f"wrote {args.days} day(s) of {args.format} to {landing}"
-        + (f", ground truth to {args.truth}" if args.truth else "")
-    )
-    print(report.table())
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,7 +133,6 @@ def _print_tables(days: list[date] | None, truth: Path | None) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a week of sample data, run every day through Dagster, print what happened."""
     from batch_assets import settings
-    from batch_assets.generator import generate
     from batch_assets.operations import run_days
 
     settings.apply_launch_environment()
@@ -132,9 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     landing = _landing()
     truth = settings.data_home() / "truth"
     print(f"generating {args.days} days x {args.rows} ledger rows into {landing}")
-    generate(
-        start=args.start, days=args.days, rows=args.rows, fmt=args.format, seed=args.seed, landing=landing, truth=truth
-    )
+    _generate(args, landing, truth)
     failed = run_days(days)
     _print_tables(days, truth)
     if failed is not None:
@@ -246,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--landing", help="landing folder (default: the landing setting, $BATCH_ASSETS_LANDING)")
     gen.add_argument("--truth", help="write the ground truth here")
     gen.add_argument("--parts", type=_positive, default=1, help="files per source and day")
+    gen.add_argument("--bank-format", choices=BANK_FORMATS, help="write the bank side as statements in this format")
     gen.set_defaults(func=cmd_generate)
 
     run = commands.add_parser(
@@ -267,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=_positive, default=20_000)
     demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--bank-format", choices=BANK_FORMATS, help="send the bank side as statements in this format")
     demo.set_defaults(func=cmd_demo)
 
     distributed = commands.add_parser(

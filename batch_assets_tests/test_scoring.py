@@ -96,34 +96,65 @@ def test_engine_on_generated_days_at_volume_is_precise_and_finds_what_the_contra
 ) -> None:
     truth = home / "truth"
     generate(start=START, days=len(DAYS), rows=ROWS_PER_DAY, fmt="csv", seed=11, landing=landing, truth=truth)
-    for day in DAYS:
+    true_pairs = read_truth(truth, DAYS)
+    # The volume is real: hundreds of thousands of true pairs, every pass and several reasons to miss.
+    assert true_pairs.filter("findable").height > 0.7 * ROWS_PER_DAY * len(DAYS)
+    assert set(true_pairs.filter("findable")["expected_pass"].unique()) == {"exact", "amount_date", "aggregate"}
+    assert true_pairs.filter(~pl.col("findable"))["reason"].n_unique() >= 5
+    _assert_days_score_perfect_precision_and_full_recall(home, instance, DAYS)
+
+
+STATEMENT_DAYS = DAYS[:3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bank_format", ["camt053", "mt940", "bai2"])
+def test_engine_on_generated_bank_statements_scores_as_on_csv(
+    home: Path, landing: Path, instance: dg.DagsterInstance, bank_format: str
+) -> None:
+    truth = home / "truth"
+    generate(
+        start=START,
+        days=len(STATEMENT_DAYS),
+        rows=30_000,
+        fmt="csv",
+        seed=17,
+        landing=landing,
+        truth=truth,
+        parts=2,
+        bank_format=bank_format,
+    )
+    assert sorted(path.suffix for path in (landing / "bank").iterdir()) == [
+        {"camt053": ".xml", "mt940": ".sta", "bai2": ".bai2"}[bank_format]
+    ] * (2 * len(STATEMENT_DAYS))
+    _assert_days_score_perfect_precision_and_full_recall(home, instance, STATEMENT_DAYS)
+
+
+def _assert_days_score_perfect_precision_and_full_recall(
+    home: Path, instance: dg.DagsterInstance, days: list[date]
+) -> None:
+    for day in days:
         result = run_day(instance, day)
         assert result.success, failure_message(result)
-
     warehouse = Warehouse(home / "warehouse.duckdb")
     matches = warehouse.query(
         "SELECT match_id, ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date BETWEEN ? AND ?",
-        [DAYS[0], DAYS[-1]],
+        [days[0], days[-1]],
     )
-    true_pairs = read_truth(truth, DAYS)
+    true_pairs = read_truth(home / "truth", days)
     result = score(matches, true_pairs)
-
-    # The volume is real: hundreds of thousands of true pairs, every pass and several reasons to miss.
-    assert result.findable > 0.7 * ROWS_PER_DAY * len(DAYS)
-    assert set(true_pairs.filter("findable")["expected_pass"].unique()) == {"exact", "amount_date", "aggregate"}
-    assert true_pairs.filter(~pl.col("findable"))["reason"].n_unique() >= 5
-
     print(
         f"\nscore: {result.engine_matches} matches, {result.findable} findable, "
         f"precision {result.precision:.4%}, recall {result.recall:.4%}"
     )
+    assert result.findable > 0
     assert result.wrong.is_empty(), f"false matches: {result.wrong.head(5)}"
     assert result.precision == 1.0
     assert result.recall >= 0.995, f"recall {result.recall:.4%}; missed: {result.missed.head(5)}"
 
     # The per-day view the demo prints agrees: each day's matches scored against that day's truth.
-    for day in DAYS:
-        per_day = score(warehouse.read_partition("recon.matches", day), read_truth(truth, [day]))
+    for day in days:
+        per_day = score(warehouse.read_partition("recon.matches", day), read_truth(home / "truth", [day]))
         assert per_day.precision == 1.0 and per_day.recall >= 0.995, day
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from batch_assets.generator import render
+from batch_assets.generator import render, statements
 from batch_assets.generator import truth as truth_files
 from batch_assets.generator.files import write_frame, write_json
 from batch_assets.generator.plan import Plan, build_plan
@@ -31,6 +31,7 @@ def generate(
     truth: pathlib.Path | None = None,
     parts: int = 1,
     rates: Rates | None = None,
+    bank_format: str | None = None,
 ) -> GenerationReport:
     """Write `days` consecutive business dates of ledger and bank files from `start` into `landing`.
 
@@ -54,6 +55,8 @@ def generate(
         raise TypeError("start must be a datetime.date")
     if fmt not in contract.FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(contract.FORMATS)}, got {fmt!r}")
+    if bank_format is not None and bank_format not in statements.FORMATS:
+        raise ValueError(f"bank_format must be one of {', '.join(statements.FORMATS)}, got {bank_format!r}")
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     if rows < 0:
@@ -65,7 +68,8 @@ def generate(
     truth = pathlib.Path(truth) if truth is not None else None
     began = time.perf_counter()
 
-    plan = build_plan(start=start, days=days, rows=rows, seed=seed, fmt=fmt, rates=rates)
+    plan = build_plan(start=start, days=days, rows=rows, seed=seed, fmt=fmt, rates=rates, bank_format=bank_format)
+    balances = statements.Balances.opening(plan, seed) if bank_format else None
     written: list[pathlib.Path] = []
     reports: list[DayReport] = []
     # Files are written on a second thread while the next frame (or the truth) is built: polars writes
@@ -78,9 +82,18 @@ def generate(
             layouts: dict[str, render.DayLayout] = {}
             for source in contract.SOURCES:
                 side = plan.side(source)
+                names[source] = []
+                if source == "bank" and balances is not None:
+                    lay = statements.layout(plan, side, day, parts)
+                    frame = render.day_frame(plan, side, day, lay)
+                    # Statements carry balances from day to day, so they are written in order, here.
+                    statements.write(plan, side, day, lay, frame, balances, seed, landing)
+                    written.extend(landing / name for name in lay.file_names)
+                    names[source].extend(lay.file_names)
+                    counts[source], layouts[source] = frame.height, lay
+                    continue
                 lay = render.layout(plan, side, day, parts)
                 frame = render.day_frame(plan, side, day, lay)
-                names[source] = []
                 for index, name in enumerate(lay.file_names):
                     chunk = frame.slice(int(lay.bounds[index]), int(lay.bounds[index + 1] - lay.bounds[index]))
                     # An empty JSONL file would be zero bytes, which the contract rejects as unreadable;

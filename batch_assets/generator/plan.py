@@ -55,6 +55,11 @@ BAD_ROW_RULES: dict[str, tuple[tuple[str, float], ...]] = {
     ),
 }
 BAD_ROW_RULES["jsonl"] = BAD_ROW_RULES["csv"]
+# A bank statement states every amount, date and currency in a form the reader checks (a bad one rejects the whole
+# file), so the only bad row a statement can carry is a line booked on another day. A BAI2 file books all of an
+# account's lines on its group's as-of date, so it carries none.
+BAD_ROW_RULES["camt053"] = BAD_ROW_RULES["mt940"] = ((contract.RULE_BOOKING_DATE_MISMATCH, 1.0),)
+BAD_ROW_RULES["bai2"] = ()
 # invalid_variant picks the field, the broken value or the wrong date; 60 divides evenly by every list.
 VARIANTS = 60
 
@@ -121,6 +126,7 @@ class Plan:
     batch_start: np.ndarray
     txn_width: int
     ref_width: int
+    bank_format: str | None = None
 
     def date(self, day: int) -> date:
         """The calendar date of a day index; -1 and `days` are the days around the range."""
@@ -145,13 +151,19 @@ class Plan:
     def side(self, source: str) -> Side:
         return self.ledger if source == "ledger" else self.bank
 
+    def format_of(self, source: str) -> str:
+        """The file format of a source: the bank side may be sent as statements (camt053, mt940, bai2)."""
+        return self.bank_format if source == "bank" and self.bank_format else self.fmt
+
 
 def _stochastic_round(rng: np.random.Generator, expected: float) -> int:
     # Keeps the long-run rate exact even when rows * rate is below one per day.
     return int(np.floor(expected + rng.random()))
 
 
-def build_plan(*, start: date, days: int, rows: int, seed: int, fmt: str, rates: Rates) -> Plan:
+def build_plan(
+    *, start: date, days: int, rows: int, seed: int, fmt: str, rates: Rates, bank_format: str | None = None
+) -> Plan:
     """Draw the whole data set. The same arguments always give the same plan."""
     # One independent stream per concern, so that changing one rate does not reshuffle everything else.
     seeds = np.random.SeedSequence(seed).spawn(len(_STREAMS))
@@ -385,7 +397,7 @@ def build_plan(*, start: date, days: int, rows: int, seed: int, fmt: str, rates:
     )
 
     _perturb(ledger, rng["ledger_bad"], rates, fmt)
-    _perturb(bank, rng["bank_bad"], rates, fmt)
+    _perturb(bank, rng["bank_bad"], rates, bank_format or fmt)
     most_rows = max([0] + [side.count(d) for side in (ledger, bank) for d in range(days)])
     return Plan(
         start=start,
@@ -405,6 +417,7 @@ def build_plan(*, start: date, days: int, rows: int, seed: int, fmt: str, rates:
         batch_start=batch_start,
         txn_width=digits_needed(most_rows, 6),
         ref_width=digits_needed(max(n_ledger, n_batches, n_bank_only), 7),
+        bank_format=bank_format,
     )
 
 
@@ -443,12 +456,15 @@ def _perturb(side: Side, rng: np.random.Generator, rates: Rates, fmt: str) -> No
     """Mark bad rows (with the rule each breaks) and duplicated rows; copies are only made of good rows."""
     n = len(side)
     rules = BAD_ROW_RULES[fmt]
-    weights = np.cumsum([w for _, w in rules]) / sum(w for _, w in rules)
-    rule_ids = np.array([_RULE_INDEX[name] for name, _ in rules], dtype=np.int8)
     bad = np.flatnonzero(_uniform(rng, n) < rates.invalid)
+    if not rules:
+        bad = bad[:0]
     side.invalid_rule = np.full(n, -1, dtype=np.int8)
-    chosen = np.minimum(np.searchsorted(weights, rng.random(len(bad)), side="right"), len(rules) - 1)
-    side.invalid_rule[bad] = rule_ids[chosen]
+    if len(bad):
+        weights = np.cumsum([w for _, w in rules]) / sum(w for _, w in rules)
+        rule_ids = np.array([_RULE_INDEX[name] for name, _ in rules], dtype=np.int8)
+        chosen = np.minimum(np.searchsorted(weights, rng.random(len(bad)), side="right"), len(rules) - 1)
+        side.invalid_rule[bad] = rule_ids[chosen]
     side.invalid_variant = np.zeros(n, dtype=np.int8)
     side.invalid_variant[bad] = rng.integers(0, VARIANTS, len(bad))
     side.duplicate = _uniform(rng, n) < rates.duplicate

@@ -47,7 +47,7 @@ COLUMN_ORDER: dict[str, tuple[str, ...]] = {
         "counterparty",
     ),
 }
-EXTENSIONS = {"csv": "csv", "parquet": "parquet", "jsonl": "jsonl"}
+EXTENSIONS = {"csv": "csv", "parquet": "parquet", "jsonl": "jsonl", "camt053": "xml", "mt940": "sta", "bai2": "bai2"}
 
 _RULE = {name: i for i, name in enumerate(contract.RULES)}
 MISSING = _RULE[contract.RULE_MISSING_FIELD]
@@ -80,7 +80,11 @@ class DayLayout:
 
     def written_position(self, original: np.ndarray) -> np.ndarray:
         """Where each original row (not its copy) was written."""
-        return np.flatnonzero(~self.copy)[np.asarray(original, dtype=np.int64)]
+        kept = np.flatnonzero(~self.copy)
+        # Statements put a day's rows in account order, so the originals are not always in row order.
+        position = np.empty(len(kept), dtype=np.int64)
+        position[self.order[kept]] = kept
+        return position[np.asarray(original, dtype=np.int64)]
 
 
 def file_names(source: str, business_date, parts: int, fmt: str) -> tuple[str, ...]:
@@ -109,8 +113,8 @@ def layout(plan: p.Plan, side: p.Side, day: int, parts: int) -> DayLayout:
         order=order,
         copy=copy,
         bounds=bounds,
-        file_names=file_names(side.source, plan.date(day), parts, plan.fmt),
-        first_line=2 if plan.fmt == "csv" else 1,
+        file_names=file_names(side.source, plan.date(day), parts, plan.format_of(side.source)),
+        first_line=2 if plan.format_of(side.source) == "csv" else 1,
     )
 
 
@@ -189,7 +193,7 @@ def day_frame(plan: p.Plan, side: p.Side, day: int, lay: DayLayout) -> pl.DataFr
     CSV and JSONL carry every column as text. Parquet is typed: amount Decimal(18,2), dates Date,
     the rest String; a typed file cannot hold an unparsable amount or date, and the plan never asks it to.
     """
-    typed = plan.fmt == "parquet"
+    typed = plan.format_of(side.source) == "parquet"
     # Every column is built straight in written order: gathering integer arrays is much cheaper
     # than gathering a finished frame of strings.
     rows = int(side.starts[day]) + lay.order
@@ -200,7 +204,7 @@ def day_frame(plan: p.Plan, side: p.Side, day: int, lay: DayLayout) -> pl.DataFr
     ids = txn_ids(plan, side, np.arange(first, first + side.count(day)))
     columns: dict[str, pl.Series] = {
         # Copies repeat their original's id: render the day's ids in order (a counter), then gather.
-        "txn_id": ids.gather(lay.order) if lay.copy.any() else ids,
+        "txn_id": ids if _in_row_order(lay.order) else ids.gather(lay.order),
         "account_id": pick(plan.account_ids, side.account[rows], "account_id"),
         "currency": pick(vocab.CURRENCIES, currency, "currency"),
         "reference": side_references(plan, side, rows),
@@ -221,6 +225,10 @@ def day_frame(plan: p.Plan, side: p.Side, day: int, lay: DayLayout) -> pl.DataFr
     if typed:
         frame = frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
     return frame
+
+
+def _in_row_order(order: np.ndarray) -> bool:
+    return bool(np.array_equal(order, np.arange(len(order))))
 
 
 def _set(columns: dict[str, pl.Series], name: str, where: np.ndarray, values: pl.Series | None) -> None:

@@ -239,6 +239,7 @@ def manifest(
     return {
         "business_date": plan.date(day).isoformat(),
         "format": plan.fmt,
+        "bank_format": plan.bank_format,
         "seed": seed,
         "parts": parts,
         "carry_days": CARRY_DAYS,

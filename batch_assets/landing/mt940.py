@@ -212,7 +212,7 @@ class Statements:
             "amount": amount_text(amount),
             "end_to_end_id": structured.get("EREF"),
             "customer_reference": None if customer.upper() == _NO_REFERENCE else customer or None,
-            "remittance_information": structured.get("SVWZ") or (" ".join(text.split()) or None),
+            "remittance_information": _remittance(text, structured),
             "counterparty": structured.get("name"),
             "description": " ".join(text.split()) or None,
             "extra": json.dumps({k: v for k, v in extra.items() if v is not None}, sort_keys=True),
@@ -230,6 +230,14 @@ def _details_by_line(statement: _Statement) -> dict[int, _Field]:
     return out
 
 
+def _remittance(text: str, structured: dict[str, str]) -> str | None:
+    """The remittance text: in structured :86: the SEPA purpose (`SVWZ+`), or the purpose lines when they carry no
+    SEPA keys; never the posting text (`?00`) or the names, which are no reference. Else the whole :86:."""
+    if structured:
+        return structured.get("SVWZ") or structured.get("purpose")
+    return " ".join(text.split()) or None
+
+
 def _structured(text: str) -> dict[str, str]:
     """German structured :86: text (`?20EREF+…?21…?32name`): the SEPA keys' values and the counterparty."""
     if "?" not in text:
@@ -244,6 +252,8 @@ def _structured(text: str) -> dict[str, str]:
     pieces = _SEPA_KEY.split(purpose)
     for key, value in zip(pieces[1::2], pieces[2::2], strict=False):
         found.setdefault(key, value.strip())
+    if not found and purpose.strip():
+        found["purpose"] = " ".join(purpose.split())
     name = (subfields.get("32", "") + subfields.get("33", "")).strip()
     if name:
         found["name"] = name
