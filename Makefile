@@ -17,7 +17,9 @@ BACKFILL_ARGS ?= --days 30 --rows 10000
 HISTORY_ARGS ?= --days 60 --rows 10000 --repeats 3
 # Then one day on Celery with 1 and 2 bucket workers against one process, paired (benchmarks/scale_out.py).
 SCALE_OUT_ARGS ?= --rows 5000000 --repeats 3
-# Where all four write, and where the targets table (benchmarks/targets.py) reads them.
+# Then each bank format's ingest of 1M bank lines against CSV, and a 5M-entry camt.053's peak RSS.
+BANK_FORMATS_ARGS ?= --lines 1000000 --repeats 3 --memory-lines 5000000
+# Where all five write, and where the targets table (benchmarks/targets.py) reads them.
 BENCH_OUT ?= bench-results
 
 .PHONY: install browser postgres-server redis-server check test demo distributed-demo dev bench profile lock clean
@@ -69,6 +71,7 @@ bench: $(STAMP) postgres-server redis-server
 	$(BIN)/python -m benchmarks.backfill $(BACKFILL_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.history $(HISTORY_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.scale_out $(SCALE_OUT_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.bank_formats $(BANK_FORMATS_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.targets --out $(BENCH_OUT)
 
 # Where a day's time goes: py-spy samples an in-process run (PROFILE_ARGS, e.g. --rows 5000000).

@@ -395,3 +395,29 @@ def test_the_history_benchmark_and_the_targets_run_end_to_end_at_a_tiny_size(tmp
         "| day 61 against day 1 (same size, 60 days of history) | not measured |"
         in (tmp_path / "results.md").read_text()
     )
+
+
+def test_the_bank_formats_benchmark_and_its_targets_run_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
+    results = {"started_at": "2000-01-01T00:00:00+00:00", "command": "", "repeats": 1, "sizes": []}
+    results["machine"] = report.machine_info(REPO)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    command = [sys.executable, "-m", "benchmarks.bank_formats", "--lines", "3000", "--repeats", "2"]
+    command += ["--memory-lines", "4000", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
+    figures = json.loads((tmp_path / "bank_formats.json").read_text())
+    assert set(figures["formats"]) == {"csv", "camt053", "mt940", "bai2"}
+    # Every format lands the same day's lines, and CSV is its own yardstick.
+    assert len({f["lines"] for f in figures["formats"].values()}) == 1
+    assert figures["formats"]["csv"]["ratio_to_csv"] == 1.0
+    assert all(len(f["seconds"]) == 2 and f["peak_rss_bytes"] > 0 for f in figures["formats"].values())
+    assert figures["memory"]["lines"] > 3000
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.targets", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, textwrap.shorten(done.stdout + done.stderr, 4000)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "## Bank statement formats" in markdown and "| camt053 |" in markdown
+    # A tiny day is not the target's size: the figure is shown per 1M, and the target says it was not measured.
+    assert "| camt.053 of 1M entries, ingest (fingerprint and land) | not measured |" in markdown

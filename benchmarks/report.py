@@ -91,7 +91,11 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(
-    results: dict, backfill: dict | None = None, history: dict | None = None, scale_out: dict | None = None
+    results: dict,
+    backfill: dict | None = None,
+    history: dict | None = None,
+    scale_out: dict | None = None,
+    bank_formats: dict | None = None,
 ) -> str:
     """The medians as a markdown table, with the machine and the command they were measured with, then the
     targets (with the backfill's and the history's figures when they are given)."""
@@ -187,7 +191,11 @@ def markdown(
     ]
     if failures:
         lines += ["", "Failed measurements (left out of the medians):", *[f"- {text}" for text in failures]]
-    lines += ["", "## Targets", "", targets_markdown(targets(results, backfill, history, scale_out))]
+    if bank_formats:
+        from benchmarks.bank_formats import markdown as bank_formats_markdown
+
+        lines += ["", "## Bank statement formats", "", bank_formats_markdown(bank_formats)]
+    lines += ["", "## Targets", "", targets_markdown(targets(results, backfill, history, scale_out, bank_formats))]
     return "\n".join(lines) + "\n"
 
 
@@ -225,14 +233,16 @@ def write_markdown(
     backfill: dict | None = None,
     history: dict | None = None,
     scale_out: dict | None = None,
+    bank_formats: dict | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.md"
-    path.write_text("# Benchmark results\n\n" + markdown(results, backfill, history, scale_out))
+    path.write_text("# Benchmark results\n\n" + markdown(results, backfill, history, scale_out, bank_formats))
     return path
 
 
-# The targets of issues 13 and 14 that `make bench` measures: which figure, its limit, and its unit.
+# The targets of issues 13, 14 and 15 that `make bench` measures: which figure, its limit, and its unit.
+ONE_MILLION = 1_000_000
 FIVE_MILLION = 5_000_000
 TWENTY_MILLION = 20_000_000
 SMALL_DAY = 1_000
@@ -263,6 +273,8 @@ TARGETS = {
     "buckets_2_workers": Target("5M a side, bucket stages: 1 Celery worker over 2", "≥ 1.7×", 1.7, "×", True),
     "day_2_workers": Target("5M a side, whole run: 1 Celery worker over 2", "≥ 1.4×", 1.4, "×", True),
     "celery_cost": Target("5M a side, 2 Celery workers over one process on 2 cores", "≤ 1.3×", 1.3, "×"),
+    "camt_1m": Target("camt.053 of 1M entries, ingest (fingerprint and land)", "≤ 15 s", 15.0, " s"),
+    "camt_5m_rss": Target("camt.053 of 5M entries, ingest peak RSS", "≤ 1 GiB", 1.0, " GiB"),
 }
 
 
@@ -279,7 +291,7 @@ def _worst(per_mode: dict[str, float], unit: str) -> tuple[float | None, str]:
 
 
 def _measured(
-    results: dict, backfill: dict | None, history: dict | None, scale_out: dict | None
+    results: dict, backfill: dict | None, history: dict | None, scale_out: dict | None, bank_formats: dict | None
 ) -> dict[str, tuple[float | None, str]]:
     """Each target's value (None when not measured in this round) and how it was measured, or how to."""
     out: dict[str, tuple[float | None, str]] = {}
@@ -322,6 +334,19 @@ def _measured(
         ):
             value = scale_out["ratios"][ratio]
             out[key] = (value, shape) if scale_out["rows"] == FIVE_MILLION else (None, f"{shape}: {value:.2f}×")
+    if bank_formats:
+        camt = bank_formats["formats"]["camt053"]
+        # A day of 1M bank lines, give or take the generator's draw: the time is scaled to exactly 1M entries.
+        per_million = camt["median_seconds"] * ONE_MILLION / camt["lines"]
+        note = f"{camt['lines']:,} entries in {camt['median_seconds']:.1f} s, median of {bank_formats['repeats']}"
+        near = abs(camt["lines"] - ONE_MILLION) <= ONE_MILLION // 10
+        out["camt_1m"] = (per_million, note) if near else (None, f"{note}: {per_million:.1f} s per 1M")
+        if memory := bank_formats.get("memory"):
+            gib = memory["peak_rss_bytes"] / GIB
+            note = f"{memory['lines']:,} entries, {memory['seconds']:.0f} s"
+            out["camt_5m_rss"] = (
+                (gib, note) if memory["lines"] >= 0.9 * FIVE_MILLION else (None, f"{note}: {gib:.2f} GiB")
+            )
     return out
 
 
@@ -336,14 +361,20 @@ HOW_TO_MEASURE = {
     "buckets_2_workers": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
     "day_2_workers": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
     "celery_cost": "python -m benchmarks.scale_out, then python -m benchmarks.targets",
+    "camt_1m": "python -m benchmarks.bank_formats, then python -m benchmarks.targets",
+    "camt_5m_rss": "python -m benchmarks.bank_formats --memory-lines 5000000, then python -m benchmarks.targets",
 }
 
 
 def targets(
-    results: dict, backfill: dict | None = None, history: dict | None = None, scale_out: dict | None = None
+    results: dict,
+    backfill: dict | None = None,
+    history: dict | None = None,
+    scale_out: dict | None = None,
+    bank_formats: dict | None = None,
 ) -> list[dict]:
     """One row per target, measured or not: measure, value, target, met (None when not measured), and how."""
-    measured = _measured(results, backfill, history, scale_out)
+    measured = _measured(results, backfill, history, scale_out, bank_formats)
     rows = []
     for key, target in TARGETS.items():
         value, how = measured.get(key, (None, ""))
@@ -381,7 +412,7 @@ def _finished_since(path: Path, started_at: str) -> dict | None:
 
 
 def companions(results: dict, out: Path) -> dict[str, dict | None]:
-    """backfill.json, history.json and scale_out.json from `out`, each only if it belongs to this round of
-    results.json: an older file would put another day's figure beside these."""
-    names = ("backfill", "history", "scale_out")
+    """backfill.json, history.json, scale_out.json and bank_formats.json from `out`, each only if it belongs to this
+    round of results.json: an older file would put another day's figure beside these."""
+    names = ("backfill", "history", "scale_out", "bank_formats")
     return {name: _finished_since(out / f"{name}.json", results["started_at"]) for name in names}

@@ -1,5 +1,5 @@
-"""`make bench`, last part: the targets table from this round's results.json, backfill.json, history.json and
-scale_out.json."""
+"""`make bench`, last part: the targets table from this round's results.json, backfill.json, history.json,
+scale_out.json and bank_formats.json."""
 
 from __future__ import annotations
 

@@ -457,14 +457,14 @@ def _perturb(side: Side, rng: np.random.Generator, rates: Rates, fmt: str) -> No
     n = len(side)
     rules = BAD_ROW_RULES[fmt]
     bad = np.flatnonzero(_uniform(rng, n) < rates.invalid)
-    if not rules:
-        bad = bad[:0]
     side.invalid_rule = np.full(n, -1, dtype=np.int8)
-    if len(bad):
+    # Drawn whatever the format, so that the rest of the day is the same in every format; a format that can
+    # carry no bad row sends those rows good.
+    draw = rng.random(len(bad))
+    if rules:
         weights = np.cumsum([w for _, w in rules]) / sum(w for _, w in rules)
         rule_ids = np.array([_RULE_INDEX[name] for name, _ in rules], dtype=np.int8)
-        chosen = np.minimum(np.searchsorted(weights, rng.random(len(bad)), side="right"), len(rules) - 1)
-        side.invalid_rule[bad] = rule_ids[chosen]
+        side.invalid_rule[bad] = rule_ids[np.minimum(np.searchsorted(weights, draw, side="right"), len(rules) - 1)]
     side.invalid_variant = np.zeros(n, dtype=np.int8)
     side.invalid_variant[bad] = rng.integers(0, VARIANTS, len(bad))
     side.duplicate = _uniform(rng, n) < rates.duplicate
