@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
 
 from batch_assets.landing import RejectedFile
 from batch_assets_tests.statement_corpus import land_statement
+from batch_assets_tests.statement_fuzz import FUZZ, assert_landed_whole_or_rejected, mutations
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +70,15 @@ def test_a_report_whose_totals_counts_or_balances_do_not_add_up_is_rejected_with
         land(tmp_path, name)
     assert caught.value.reason == reason
     assert not (tmp_path / "spill.parquet").exists()
+
+
+# -- fuzzing: mutations of a statement are landed whole or rejected with a reason, never a crash or part of a file --
+
+GOOD = (SAMPLES / "report.bai2").read_bytes()
+
+
+@FUZZ
+@given(mutations(GOOD, re.compile(rb"(?m)^16,[^\n]*\n(?:88,[^\n]*\n)*")))
+def test_a_mutated_statement_lands_whole_or_is_rejected_with_a_reason(content: bytes) -> None:
+    # Every account has its control total and record count, so a lost or altered amount is caught.
+    assert_landed_whole_or_rejected(content, GOOD, "bai2")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 
 from batch_assets.landing import RejectedFile
 from batch_assets_tests.statement_corpus import land_statement
+from batch_assets_tests.statement_fuzz import FUZZ, assert_landed_whole_or_rejected, mutations
 
 pytestmark = pytest.mark.unit
 
@@ -178,44 +177,11 @@ def test_an_amount_with_a_sign_or_an_exponent_is_rejected_with_its_element(tmp_p
 
 # -- fuzzing: mutations of a statement are landed whole or rejected with a reason, never a crash or part of a file --
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None)
 GOOD = (SAMPLES / "two_statements.camt053.xml").read_bytes()
-ENTRIES = re.compile(rb"<Ntry>.*?</Ntry>", re.DOTALL)
-
-
-@st.composite
-def mutated_statements(draw: st.DrawFn) -> bytes:
-    """The good sample cut short, with a slice removed, with a byte replaced, or with two entries swapped."""
-    kind = draw(st.sampled_from(["truncate", "delete", "corrupt", "swap"]))
-    if kind == "truncate":
-        return GOOD[: draw(st.integers(0, len(GOOD) - 1))]
-    start = draw(st.integers(0, len(GOOD) - 1))
-    if kind == "delete":
-        return GOOD[:start] + GOOD[start + draw(st.integers(1, 200)) :]
-    if kind == "corrupt":
-        return GOOD[:start] + bytes([draw(st.integers(0, 255))]) + GOOD[start + 1 :]
-    spans = [match.span() for match in ENTRIES.finditer(GOOD)]
-    first, second = sorted(draw(st.lists(st.integers(0, len(spans) - 1), min_size=2, max_size=2, unique=True)))
-    (a0, a1), (b0, b1) = spans[first], spans[second]
-    return GOOD[:a0] + GOOD[b0:b1] + GOOD[a1:b0] + GOOD[a0:a1] + GOOD[b1:]
 
 
 @FUZZ
-@given(mutated_statements())
+@given(mutations(GOOD, re.compile(rb"<Ntry>.*?</Ntry>", re.DOTALL)))
 def test_a_mutated_statement_lands_whole_or_is_rejected_with_a_reason(content: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            rows = land(Path(folder), content)
-        except RejectedFile as rejected:
-            assert rejected.reason
-            assert not (Path(folder) / "spill.parquet").exists()
-            return
-    # Whatever lands is a whole statement that still balances: its amounts are the good sample's, or the file
-    # lost entries in a way its balances could not tell (the second statement has none to tell by).
-    good = sorted(land_good()["amount"])
-    assert sorted(rows["amount"]) == good or rows.height < len(good)
-
-
-def land_good() -> pl.DataFrame:
-    with tempfile.TemporaryDirectory() as folder:
-        return land(Path(folder), GOOD)
+    # The second statement has no balances, so it can lose entries unnoticed; the first cannot.
+    assert_landed_whole_or_rejected(content, GOOD, "xml")

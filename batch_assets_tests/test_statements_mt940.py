@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
 
 from batch_assets.landing import RejectedFile
 from batch_assets_tests.statement_corpus import land_statement
+from batch_assets_tests.statement_fuzz import FUZZ, assert_landed_whole_or_rejected, mutations
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +81,15 @@ def test_a_statement_that_breaks_the_structure_or_does_not_balance_is_rejected_w
     tmp_path: Path, name: str, reason: str
 ) -> None:
     assert reason in rejection(tmp_path, name)
+
+
+# -- fuzzing: mutations of a statement are landed whole or rejected with a reason, never a crash or part of a file --
+
+GOOD = (SAMPLES / "two_statements.sta").read_bytes()
+
+
+@FUZZ
+@given(mutations(GOOD, re.compile(rb":61:[^\n]*\n(?::86:[^\n]*\n)?")))
+def test_a_mutated_statement_lands_whole_or_is_rejected_with_a_reason(content: bytes) -> None:
+    # Both statements have balances, so a lost or altered line is caught; a date or a text may change and land.
+    assert_landed_whole_or_rejected(content, GOOD, "sta")
