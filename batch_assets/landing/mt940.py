@@ -50,30 +50,67 @@ class _Field:
     line: int
 
 
+_END = _Field("-", "", 0)  # a message's end: a `-` line, the next :20:, or the end of the file
+
+
 @dataclass
 class _Statement:
-    """One message: its fields in order, from its :20: on."""
+    """One message as it is read: the fields that head it, its statement lines' running total, and the lines it
+    cannot turn into rows until its head is known (none, when its balance comes before its lines, as it should)."""
 
     line: int
-    fields: list[_Field] = field(default_factory=list)
+    index: int
+    heads: dict[str, _Field] = field(default_factory=dict)  # the first of each tag, :61: and :86: aside
+    total: Decimal = Decimal(0)
+    lines: int = 0
+    waiting: list[tuple[_Field, _Field | None, int]] = field(default_factory=list)
+    kind: str | None = None  # MT940 or MT942, and the currency, once the rows began with them
+    currency: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"statement {self.index} (line {self.line})"
 
     def first(self, *tags: str) -> _Field | None:
-        return next((f for f in self.fields if f.tag in tags), None)
+        return next((self.heads[tag] for tag in tags if tag in self.heads), None)
 
 
 class Statements:
-    """One MT940/MT942 file, line by line: its messages, each checked, then their statement lines as rows."""
+    """One MT940/MT942 file, line by line: each statement line becomes a row as soon as its `:86:` is read, and each
+    message is checked at its end; memory holds one field at a time, not a statement."""
 
     def __init__(self, file: LandingFile) -> None:
         self.file = file
         self.rows_out = 0
 
     def rows(self) -> Iterator[dict]:
-        messages = 0
-        for statement in self._statements():
-            messages += 1
-            yield from self._rows(statement, messages)
-        if not messages:
+        statement: _Statement | None = None
+        statements = 0
+        pending: _Field | None = None  # a :61: whose :86: may come next
+        for item in self._fields():
+            if statement is not None and pending is not None and item.tag != "86":
+                yield from self._line(statement, pending, None)
+                pending = None
+            if item is _END:
+                if statement is not None:
+                    yield from self._finish(statement)
+                statement = None
+            elif item.tag == "20":
+                if statement is not None:
+                    yield from self._finish(statement)
+                statements += 1
+                statement = _Statement(item.line, statements, {"20": item})
+            elif statement is None:
+                raise RejectedFile(self.file.name, f"line {item.line}: :{item.tag}: before any :20: field")
+            elif item.tag == "61":
+                pending = item
+            elif item.tag == "86":
+                if pending is not None:
+                    yield from self._line(statement, pending, item)
+                    pending = None
+            else:
+                statement.heads.setdefault(item.tag, item)
+        if not statements:
             raise RejectedFile(self.file.name, "no MT940 or MT942 message: no :20: field")
 
     def _lines(self) -> Iterator[tuple[int, str]]:
@@ -89,8 +126,10 @@ class Statements:
                 # Transmission wrappers: SOH and ETX around a message (mBank), a line ending in CR LF.
                 yield number, text.rstrip("\r\n").strip("\x01\x03")
 
-    def _statements(self) -> Iterator[_Statement]:
-        current: _Statement | None = None
+    def _fields(self) -> Iterator[_Field]:
+        """Each field once it is whole (a field's text goes on over the lines that start no tag), and _END where a
+        message ends."""
+        current: _Field | None = None
         for number, text in self._lines():
             if _ENVELOPE.match(text.strip()):
                 continue  # a SWIFT envelope's basic, application and user headers, then {4: opens the text
@@ -98,68 +137,101 @@ class Statements:
                 if current is not None:
                     yield current
                 current = None
+                yield _END
                 continue
             tag = _TAG.match(text)
             if tag is not None and tag[1] in FIELDS:
-                if tag[1] == "20":
-                    if current is not None:
-                        yield current
-                    current = _Statement(number)
-                elif current is None:
-                    raise RejectedFile(self.file.name, f"line {number}: :{tag[1]}: before any :20: field")
-                current.fields.append(_Field(tag[1], tag[2], number))
-            elif current is not None and current.fields:
-                current.fields[-1].text += "\n" + text
-            elif text.strip():
-                continue  # a bank's header before the first message (ABN AMRO's "ABNANL2A", "940")
+                if current is not None:
+                    yield current
+                current = _Field(tag[1], tag[2], number)
+            elif current is not None:
+                current.text += "\n" + text
+            # else: a bank's header before the first message (ABN AMRO's "ABNANL2A", "940"), or nothing
         if current is not None:
             yield current
+        yield _END
 
-    def _rows(self, statement: _Statement, index: int) -> Iterator[dict]:
-        where = f"statement {index} (line {statement.line})"
-        reference = statement.fields[0].text.strip()
-        account = self._required(statement, where, "25")
-        number = self._required(statement, where, "28C", "28")
+    def _head(self, statement: _Statement) -> tuple[str, str, str, str, str] | None:
+        """What every row of the statement carries (its reference, account, number, kind and currency), or None
+        while the fields that tell it have not all been read."""
+        opening, closing = statement.first("60F", "60M"), statement.first("62F", "62M")
+        floor = statement.first("34F")
+        if statement.first("25") is None or statement.first("28C", "28") is None or (opening is None and floor is None):
+            return None
+        kind = "MT940" if opening is not None or closing is not None else "MT942"
+        currency = self._currency(statement, opening, closing, floor)
+        return (
+            statement.heads["20"].text.strip(),
+            self._required(statement, "25"),
+            self._required(statement, "28C", "28"),
+            kind,
+            currency,
+        )
+
+    def _line(self, statement: _Statement, line: _Field, details: _Field | None) -> Iterator[dict]:
+        statement.lines += 1
+        statement.waiting.append((line, details, statement.lines))
+        head = self._head(statement)
+        if head is not None:
+            yield from self._flush(statement, head)
+
+    def _flush(self, statement: _Statement, head: tuple[str, str, str, str, str]) -> Iterator[dict]:
+        reference, account, number, kind, currency = head
+        statement.kind, statement.currency = kind, currency
+        for line, details, position in statement.waiting:
+            row, amount = self._row(line, details, kind, reference, number, position)
+            statement.total += amount
+            yield {**row, "account_id": account, "currency": currency}
+        statement.waiting.clear()
+
+    def _finish(self, statement: _Statement) -> Iterator[dict]:
+        where = statement.where
+        self._required(statement, "25")
+        self._required(statement, "28C", "28")
         opening, closing = statement.first("60F", "60M"), statement.first("62F", "62M")
         floor = statement.first("34F")
         interim = opening is None and closing is None and (floor is not None or statement.first("13D", "13"))
         if not interim and (opening is None or closing is None):
             missing = ":60F:" if opening is None else ":62F:"
             raise RejectedFile(self.file.name, f"{where}: no {missing} balance (an MT940 statement has both)")
-        currency = self._currency(statement, where, opening, closing, floor)
         kind = "MT942" if interim else "MT940"
-        total = Decimal(0)
-        lines = [f for f in statement.fields if f.tag == "61"]
-        details = _details_by_line(statement)
-        for position, line in enumerate(lines, start=1):
-            row, amount = self._row(line, details.get(line.line), kind, reference, number, position)
-            total += amount
-            yield {**row, "account_id": account, "currency": currency}
+        currency = self._currency(statement, opening, closing, floor)
+        if statement.kind is not None and (statement.kind, statement.currency) != (kind, currency):
+            raise RejectedFile(
+                self.file.name,
+                f"{where}: its balances come after its statement lines and make it an {kind} in {currency}, not the "
+                f"{statement.kind} in {statement.currency} its lines were read as; put :60F: before the :61: lines",
+            )
+        reference = statement.heads["20"].text.strip()
+        account, number = self._required(statement, "25"), self._required(statement, "28C", "28")
+        yield from self._flush(statement, (reference, account, number, kind, currency))
         if opening is not None and closing is not None:
             start, end = self._balance(opening, where), self._balance(closing, where)
             if start[1] != end[1]:
                 raise RejectedFile(
                     self.file.name, f"{where}: statement does not balance: opening in {start[1]}, closing in {end[1]}"
                 )
-            if start[0] + total != end[0]:
+            if start[0] + statement.total != end[0]:
                 raise RejectedFile(
                     self.file.name,
                     f"{where} ({reference}): statement does not balance: opening {start[0]} {start[1]} + lines "
-                    f"{total} = {start[0] + total}, but the closing balance is {end[0]}",
+                    f"{statement.total} = {start[0] + statement.total}, but the closing balance is {end[0]}",
                 )
 
-    def _required(self, statement: _Statement, where: str, *tags: str) -> str:
+    def _required(self, statement: _Statement, *tags: str) -> str:
         found = statement.first(*tags)
         if found is None or not found.text.strip():
-            raise RejectedFile(self.file.name, f"{where}: no :{tags[0]}: field")
+            raise RejectedFile(self.file.name, f"{statement.where}: no :{tags[0]}: field")
         return found.text.strip()
 
-    def _currency(self, statement, where, opening, closing, floor) -> str:
+    def _currency(self, statement: _Statement, opening, closing, floor) -> str:
         if opening is not None or closing is not None:
-            return self._balance(opening or closing, where)[1]
+            return self._balance(opening or closing, statement.where)[1]
         matched = _FLOOR.match(floor.text.strip()) if floor is not None else None
         if matched is None:
-            raise RejectedFile(self.file.name, f"{where}: no currency: neither a :60F: balance nor a :34F: floor limit")
+            raise RejectedFile(
+                self.file.name, f"{statement.where}: no currency: neither a :60F: balance nor a :34F: floor limit"
+            )
         return matched["currency"]
 
     def _balance(self, balance: _Field, where: str) -> tuple[Decimal, str]:
@@ -217,17 +289,6 @@ class Statements:
             "description": " ".join(text.split()) or None,
             "extra": json.dumps({k: v for k, v in extra.items() if v is not None}, sort_keys=True),
         }, amount
-
-
-def _details_by_line(statement: _Statement) -> dict[int, _Field]:
-    """Each :86: that follows a :61: belongs to it (keyed by the :61:'s line)."""
-    out: dict[int, _Field] = {}
-    previous: _Field | None = None
-    for item in statement.fields:
-        if item.tag == "86" and previous is not None and previous.tag == "61":
-            out[previous.line] = item
-        previous = item
-    return out
 
 
 def _remittance(text: str, structured: dict[str, str]) -> str | None:
