@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 from hypothesis import given
+from polars.testing import assert_frame_equal
 
 from batch_assets.landing import RejectedFile
-from batch_assets_tests.statement_corpus import land_statement
+from batch_assets.landing.camt import Statements
+from batch_assets_tests.statement_corpus import corpus_files, land_statement
 from batch_assets_tests.statement_fuzz import FUZZ, assert_landed_whole_or_rejected, mutations
 
 pytestmark = pytest.mark.unit
@@ -180,8 +184,50 @@ def test_an_amount_with_a_sign_or_an_exponent_is_rejected_with_its_element(tmp_p
 GOOD = (SAMPLES / "two_statements.camt053.xml").read_bytes()
 
 
+MUTATIONS = mutations(GOOD, re.compile(rb"<Ntry>.*?</Ntry>", re.DOTALL))
+
+
 @FUZZ
-@given(mutations(GOOD, re.compile(rb"<Ntry>.*?</Ntry>", re.DOTALL)))
+@given(MUTATIONS)
 def test_a_mutated_statement_lands_whole_or_is_rejected_with_a_reason(content: bytes) -> None:
     # The second statement has no balances, so it can lose entries unnoticed; the first cannot.
     assert_landed_whole_or_rejected(content, GOOD, "xml")
+
+
+def landed(folder: Path, content: bytes) -> pl.DataFrame | str:
+    try:
+        return land(folder, content)
+    except RejectedFile as rejected:
+        return rejected.reason
+
+
+def landed_both_ways(content: bytes) -> tuple[pl.DataFrame | str, pl.DataFrame | str]:
+    """What the file lands as (its rows, or why it is rejected): with the usual entries read quickly, and with
+    every entry read in full, element by element, as an unusual one is."""
+    with tempfile.TemporaryDirectory() as quick, tempfile.TemporaryDirectory() as full:
+        first = landed(Path(quick), content)
+        with patch.object(Statements, "_quick_entry", lambda self, entry, statement: None):
+            return first, landed(Path(full), content)
+
+
+def assert_same(quick: pl.DataFrame | str, full: pl.DataFrame | str) -> None:
+    if isinstance(quick, str) or isinstance(full, str):
+        assert quick == full
+    else:
+        assert_frame_equal(quick, full)
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.xml")), ids=lambda path: path.name)
+def test_the_quick_reading_of_an_entry_lands_what_the_full_reading_does(path: Path) -> None:
+    assert_same(*landed_both_ways(path.read_bytes()))
+
+
+def test_the_quick_reading_agrees_on_every_public_camt_sample() -> None:
+    for path in corpus_files("camt", "*.xml"):
+        assert_same(*landed_both_ways(path.read_bytes()))
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_the_quick_reading_agrees_on_a_mutated_statement(content: bytes) -> None:
+    assert_same(*landed_both_ways(content))

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _json_text
 
 from lxml import etree
 
@@ -63,17 +64,32 @@ DETAIL_FIELDS = {
     "uetr": "Refs/UETR",
     "detail_reference": "Refs/AcctSvcrRef",
 }
+# What the quick reading of an entry takes besides its fields, and how it takes each (_STRING when not named).
+_ENTRY_MORE = {"amount": "Amt", "mark": "CdtDbtInd", "details": "NtryDtls/TxDtls"}
 # Between fields: a private-use character. Text may hold it (nothing forbids it), so a split that does not give
 # one value per field falls back to a find per field.
 _SEPARATOR = "\ue000"
 _NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.05[234]\.001\.[0-9]{2}\Z")
 # ActiveOrHistoricCurrencyAndAmount: digits, at most one point; never a sign (the mark gives it), never an exponent.
 _AMOUNT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
+# The usual amount, whole units and cents: its sum is kept in integer cents, its text written without Decimal. At
+# most 18 digits (the schema's limit), so that int() never meets Python's limit on digits.
+_CENTS = re.compile(r"([0-9]{1,18})\.([0-9]{2})\Z")
+# What a row gives Polars, in this order; rows.py derives the reference from the last three.
+COLUMNS = (
+    "line_number", "txn_id", "amount", "account_id", "booking_date", "value_date", "currency", "counterparty",
+    "description", "extra", *REFERENCE_SOURCES,
+)  # fmt: skip
+# How the quick reading of an entry takes an element: its text as XPath's string() gives it, its text as
+# findtext gives it, the first such element itself, or every such element.
+_STRING, _FLAT, _FIRST, _EVERY = range(4)
+_UNSET = object()
+_ENTRY_KINDS = {"amount": _FIRST, "mark": _FLAT, "details": _EVERY}
 
 
 def read(file: LandingFile, digest: FileDigest) -> ReadRows:
     """The file's rows, read as Polars pulls them; a statement that fails a check rejects the whole file."""
-    return streamed_statement(Statements(file).rows, REFERENCE_SOURCES)
+    return streamed_statement(Statements(file).rows, REFERENCE_SOURCES, columns=COLUMNS)
 
 
 @dataclass
@@ -87,6 +103,7 @@ class _Statement:
     closing: tuple[Decimal, str] | None = None
     closing_date: str | None = None
     booked: dict[str, Decimal] = field(default_factory=dict)  # signed sum of booked entries per currency
+    cents: dict[str, int] = field(default_factory=dict)  # the same, of the entries read quickly, in cents
     entries: int = 0
 
 
@@ -100,10 +117,14 @@ class Statements:
         self.rows_out = 0
         self._paths: dict[str, str] = {}
         self._readers: dict[str, etree.XPath] = {}
+        self._entry_steps: dict = {}
+        self._detail_steps: dict = {}
 
-    def rows(self) -> Iterator[dict]:
+    def rows(self) -> Iterator[tuple]:
         statement: _Statement | None = None
+        statement_element = None  # the statement being read: an entry right below it is one of its entries
         statements = 0
+        names: dict[str, str] = {}
         events = etree.iterparse(
             str(self.file.path),
             events=("start", "end"),
@@ -116,7 +137,10 @@ class Statements:
         )  # fmt: skip
         try:
             for event, element in events:
-                name = etree.QName(element).localname
+                tag = element.tag
+                name = names.get(tag)
+                if name is None:
+                    name = names[tag] = etree.QName(element).localname
                 if event == "start":
                     if name == "Document":
                         self.ns = etree.QName(element).namespace or ""
@@ -124,25 +148,35 @@ class Statements:
                             self._reject(
                                 element, "Document", f"namespace {self.ns!r} is not a camt.052, 053 or 054 one"
                             )
+                        self._entry_steps = _steps(self.ns, {**ENTRY_FIELDS, **_ENTRY_MORE}, _ENTRY_KINDS)
+                        self._detail_steps = _steps(self.ns, DETAIL_FIELDS, {})
                     elif name in MESSAGES:
                         self.message = name
                     elif self._is_statement(element, name):
                         statements += 1
                         statement = None  # its header is read when its first entry, or its end, is reached
+                        statement_element = element
                     continue
-                if name == "Ntry" and self._is_statement(element.getparent()):
+                if name == "Ntry":
                     parent = element.getparent()
+                    if parent is None or parent is not statement_element:
+                        continue
                     if statement is None:
                         statement = self._statement(parent, statements)
                     statement.entries += 1
-                    yield from self._entry(element, statement)
+                    row = self._quick_entry(element, statement)
+                    if row is None:
+                        yield from self._entry(element, statement)
+                    elif row:
+                        yield row
                     element.clear(keep_tail=False)
                     parent.remove(element)
-                elif self._is_statement(element, name):
+                elif element is statement_element:
                     if statement is None:
                         statement = self._statement(element, statements)
                     self._check_balance(statement)
                     statement = None
+                    statement_element = None
                     element.clear(keep_tail=False)
                     parent = element.getparent()
                     if parent is not None:
@@ -226,6 +260,10 @@ class Statements:
         """Opening plus the booked entries equals closing, where the statement gives both balances."""
         if statement.opening is None or statement.closing is None:
             return
+        booked = dict(statement.booked)
+        for currency, cents in statement.cents.items():
+            # Decimal(0) plus amounts of two decimals: the same figure, and exponent, as their Decimal sum.
+            booked[currency] = booked.get(currency, Decimal(0)) + Decimal(cents).scaleb(-2)
         (opening, currency), (closing, closing_currency) = statement.opening, statement.closing
         if closing_currency != currency:
             raise RejectedFile(
@@ -233,14 +271,14 @@ class Statements:
                 f"{statement.path} ({statement.id}): statement does not balance: opening balance in {currency}, "
                 f"closing balance in {closing_currency}",
             )
-        foreign = sorted(set(statement.booked) - {currency})
+        foreign = sorted(set(booked) - {currency})
         if foreign:
             raise RejectedFile(
                 self.file.name,
                 f"{statement.path} ({statement.id}): statement does not balance: booked entries in "
                 f"{', '.join(foreign)} on a statement whose balances are in {currency}",
             )
-        lines = statement.booked.get(currency, Decimal(0))
+        lines = booked.get(currency, Decimal(0))
         if opening + lines != closing:
             raise RejectedFile(
                 self.file.name,
@@ -250,7 +288,79 @@ class Statements:
 
     # -- one entry, and its details --------------------------------------------------------------------------
 
-    def _entry(self, entry, statement: _Statement) -> Iterator[dict]:
+    def _quick_entry(self, entry, statement: _Statement) -> tuple | None:
+        """The usual entry read in one walk of its elements: its row, or () when it is not booked. None when it is
+        anything else (a batch, an amount other than units and cents, a check that fails, text that XPath would
+        read differently): `_entry` reads that one, with its checks and their messages."""
+        values = [_UNSET] * len(self._entry_steps["slots"])
+        values[-1] = []
+        if not _gather(entry, self._entry_steps["tags"], values):
+            return None
+        *texts, amount, mark, details = values
+        mark = mark.strip() if isinstance(mark, str) else None
+        if len(details) > 1 or amount is _UNSET or len(amount) or mark not in ("CRDT", "DBIT"):
+            return None
+        cents = _CENTS.match((amount.text or "").strip())
+        currency = amount.get("Ccy")
+        if cents is None or not currency:
+            return None
+        fields = _stripped(texts)
+        if fields is _UNSET:
+            return None
+        (status, booking_date, booking_time, value_date, value_time, bank_reference, entry_reference, reversal,
+         domain_code, proprietary_code, entry_information) = fields  # fmt: skip
+        if status is None and MESSAGES[self.message][0] == "camt.053":
+            status = "BOOK"
+        if status not in STATUSES:
+            return None
+        found = [None] * len(DETAIL_FIELDS)
+        if details:
+            found = [_UNSET] * len(DETAIL_FIELDS)
+            if not _gather(details[0], self._detail_steps["tags"], found) or (found := _stripped(found)) is _UNSET:
+                return None
+        if status != "BOOK":
+            return ()
+        debit = mark == "DBIT"
+        units, hundredths = int(cents[1]), cents[2]
+        signed = units * 100 + int(hundredths)
+        statement.cents[currency] = statement.cents.get(currency, 0) + (-signed if debit else signed)
+        (end_to_end_id, creditor_reference, remittance_information, debtor, debtor_party, creditor, creditor_party,
+         transaction_information, transaction_id, uetr, detail_reference) = found  # fmt: skip
+        self.rows_out += 1
+        # The parts of json.dumps(extra, sort_keys=True), in its key order; empty values left out as there.
+        code = domain_code or proprietary_code
+        line = entry.sourceline
+        extra = "{" + ", ".join(filter(None, (
+            code and '"bank_transaction_code": ' + _json_text(code),
+            detail_reference and '"detail_reference": ' + _json_text(detail_reference),
+            '"element": ' + _json_text(f"{statement.path}/Ntry[{statement.entries}]"),
+            entry_reference and '"entry_reference": ' + _json_text(entry_reference),
+            '"format": ' + _json_text(self.ns.rsplit(":", 1)[-1] or MESSAGES[self.message][0]),
+            '"reversal": true' if reversal in ("true", "1") else '"reversal": false',
+            line is not None and f'"source_line": {line}',
+            '"statement_id": ' + _json_text(statement.id),
+            transaction_id and '"transaction_id": ' + _json_text(transaction_id),
+            uetr and '"uetr": ' + _json_text(uetr),
+        ))) + "}"  # fmt: skip
+        # A debit of zero is zero, as Decimal negates it (not -0.00); its counterparty is the debtor's.
+        credit = not debit or signed == 0
+        return (
+            self.rows_out,
+            bank_reference or f"{statement.id}/{statement.entries}",
+            f"{'' if credit else '-'}{units}.{hundredths}",
+            statement.account,
+            _date_part(booking_date or booking_time) or statement.closing_date,
+            _date_part(value_date or value_time),
+            currency,
+            (debtor or debtor_party) if credit else (creditor or creditor_party),
+            transaction_information or entry_information,
+            extra,
+            end_to_end_id,
+            creditor_reference,
+            remittance_information,
+        )
+
+    def _entry(self, entry, statement: _Statement) -> Iterator[tuple]:
         path = f"{statement.path}/Ntry[{statement.entries}]"
         fields = self._fields(entry, ENTRY_FIELDS)
         status = fields["status"]
@@ -296,7 +406,7 @@ class Statements:
     def _row(
         self, entry, detail, path: str, amount: Decimal, txn_id: str | None, shared: dict, extra: dict,
         entry_information: str | None, derived_id: str | None = None,
-    ) -> dict:  # fmt: skip
+    ) -> tuple:  # fmt: skip
         """One staged row: an entry with at most one detail, or one detail of a batch (`path` names which); a
         detail's own bank reference, else `derived_id`, is a batch detail's txn_id."""
         self.rows_out += 1
@@ -309,7 +419,7 @@ class Statements:
             "uetr": found["uetr"],
             "detail_reference": found["detail_reference"],
         }
-        return {
+        row = {
             "line_number": self.rows_out,
             "txn_id": txn_id or found["detail_reference"] or derived_id,
             "amount": amount_text(amount),
@@ -321,6 +431,7 @@ class Statements:
             "description": found["transaction_information"] or entry_information,
             "extra": json.dumps({k: v for k, v in {**extra, **more}.items() if v not in (None, "")}, sort_keys=True),
         }
+        return tuple(row[name] for name in COLUMNS)
 
     def _batch_amounts(self, details: list, amount: Decimal, currency: str, path: str) -> list[Decimal]:
         """Each detail's signed amount, checked to be in the entry's currency and to sum to the entry."""
@@ -398,6 +509,58 @@ class Statements:
         line = getattr(element, "sourceline", None)
         where = f"line {line}, " if line else ""
         raise RejectedFile(self.file.name, f"{where}{path}: {reason}")
+
+
+def _steps(ns: str, fields: dict[str, str], kinds: dict[str, int]) -> dict:
+    """The element paths of `fields` as a tree of tags for `_gather`: each tag's (slot, kind, the tags below)."""
+    tags: dict = {}
+    for slot, (name, path) in enumerate(fields.items()):
+        *parts, last = [f"{{{ns}}}{part}" if ns else part for part in path.split("/")]
+        node = tags
+        for part in parts:
+            node = node.setdefault(part, (None, None, {}))[2]
+        node[last] = (slot, kinds.get(name, _STRING), None)
+    return {"tags": tags, "slots": list(fields)}
+
+
+def _gather(parent, tags: dict, values: list) -> bool:
+    """Walk `parent`'s elements along `tags`, filling each slot from its first match in document order (as
+    XPath's first match); False when an element holds what the quick reading does not (mixed content, entities)."""
+    for child in parent:
+        step = tags.get(child.tag)
+        if step is None:
+            continue
+        slot, kind, below = step
+        if below is not None:
+            if not _gather(child, below, values):
+                return False
+        elif kind == _EVERY:
+            values[slot].append(child)
+        elif values[slot] is _UNSET:
+            if kind == _FIRST:
+                values[slot] = child
+            elif not len(child):
+                values[slot] = child.text
+            elif kind == _FLAT or len(child) > 1 or len(child[0]) or not isinstance(child[0].tag, str):
+                return False
+            else:
+                # XPath's string(): all the text below, as that of a code in its own element (Sts/Cd).
+                values[slot] = f"{child.text or ''}{child[0].text or ''}{child[0].tail or ''}"
+    return True
+
+
+def _stripped(texts: list):
+    """Each text stripped, None where absent or empty; _UNSET where one holds the separator, where the XPath
+    reading falls back to findtext and so reads it otherwise."""
+    out = []
+    for text in texts:
+        if text is _UNSET or text is None:
+            out.append(None)
+        elif _SEPARATOR in text:
+            return _UNSET
+        else:
+            out.append(text.strip() or None)
+    return out
 
 
 def _decimal(text: str | None) -> Decimal | None:

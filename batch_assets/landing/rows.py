@@ -136,38 +136,43 @@ def statement_schema() -> dict[str, pl.DataType]:
 
 
 def statement_frame(
-    rows: list[dict], reference_sources: tuple[str, ...], with_columns: list[str] | None
+    rows: list, reference_sources: tuple[str, ...], with_columns: list[str] | None, columns: tuple[str, ...] = ()
 ) -> pl.DataFrame:
     """Statement rows as a frame. Each row gives its reference candidates under `reference_sources`, in order of
-    preference; the reference is the first that the contract's normalisation does not make null."""
+    preference; the reference is the first that the contract's normalisation does not make null. A row is a dict,
+    or, where `columns` names them, a tuple of those columns' values (the others are null)."""
     schema = statement_schema()
     names = [*schema, *reference_sources]
-    frame = pl.DataFrame(
-        [[row.get(name) for name in names] for row in rows],
-        schema={name: schema.get(name, pl.String()) for name in names},
-        orient="row",
-    )
+    types = {name: schema.get(name, pl.String()) for name in names}
+    if columns:
+        # Column by column: Polars takes a list per column far faster than a row at a time.
+        given = dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)) if rows else {}
+        frame = pl.DataFrame({name: given.get(name, [None] * len(rows)) for name in names}, schema=types)
+    else:
+        frame = pl.DataFrame([[row.get(name) for name in names] for row in rows], schema=types, orient="row")
     chosen = [pl.when(normalise_reference(pl.col(c)).is_not_null()).then(pl.col(c)) for c in reference_sources]
     frame = frame.with_columns(reference=pl.coalesce(chosen)).select(list(schema))
     return frame.select(with_columns) if with_columns else frame
 
 
 def streamed_statement(
-    rows: Callable[[], Iterator[dict]], reference_sources: tuple[str, ...], batch_rows: int = 20_000
-) -> ReadRows:
-    """A bank statement reader's rows, handed to Polars in batches as it pulls them, so memory holds one batch.
-    An error that rejects the file ends the rows and is handed back once Polars is done with them (`problem`)."""
+    rows: Callable[[], Iterator], reference_sources: tuple[str, ...], batch_rows: int = 20_000,
+    columns: tuple[str, ...] = (),
+) -> ReadRows:  # fmt: skip
+    """A bank statement reader's rows (dicts, or tuples of `columns`), handed to Polars in batches as it pulls
+    them, so memory holds one batch. An error that rejects the file ends the rows and is handed back once Polars
+    is done with them (`problem`)."""
     failed: list[RejectedFile] = []
 
     def batches(with_columns: list[str] | None, predicate, n_rows: int | None, batch_size: int | None):
         try:
-            batch: list[dict] = []
+            batch: list = []
             for row in rows():
                 batch.append(row)
                 if len(batch) >= batch_rows:
-                    yield statement_frame(batch, reference_sources, with_columns)
+                    yield statement_frame(batch, reference_sources, with_columns, columns)
                     batch = []
-            yield statement_frame(batch, reference_sources, with_columns)
+            yield statement_frame(batch, reference_sources, with_columns, columns)
         except RejectedFile as error:
             failed.append(error)
 
