@@ -33,6 +33,7 @@ _FLOOR = re.compile(r"(?P<currency>[A-Z]{3})[CD]?[0-9]+(?:,[0-9]*)?\Z")
 # SEPA fields in German structured :86: text (?20 to ?29 carry them): the end-to-end reference and the
 # remittance text; ?32 and ?33 the counterparty's name.
 _SUBFIELD = re.compile(r"\?([0-9]{2})")
+_PURPOSE = tuple(str(n) for n in (*range(20, 30), *range(60, 64)))  # the subfields that carry the purpose
 _SEPA_KEY = re.compile(r"(EREF|KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC)\+")
 _ENVELOPE = re.compile(r"(\{[1-3]:[^}]*\})*\{4:\s*\Z")
 _NO_REFERENCE = "NONREF"
@@ -64,6 +65,7 @@ class _Statement:
     total: Decimal = Decimal(0)
     lines: int = 0
     waiting: list[tuple[_Field, _Field | None, int]] = field(default_factory=list)
+    head: tuple[str, str, str, str, str] | None = None  # what its rows carry, once known (see Statements._head)
     kind: str | None = None  # MT940 or MT942, and the currency, once the rows began with them
     currency: str | None = None
 
@@ -171,9 +173,10 @@ class Statements:
     def _line(self, statement: _Statement, line: _Field, details: _Field | None) -> Iterator[dict]:
         statement.lines += 1
         statement.waiting.append((line, details, statement.lines))
-        head = self._head(statement)
-        if head is not None:
-            yield from self._flush(statement, head)
+        if statement.head is None:
+            statement.head = self._head(statement)
+        if statement.head is not None:
+            yield from self._flush(statement, statement.head)
 
     def _flush(self, statement: _Statement, head: tuple[str, str, str, str, str]) -> Iterator[dict]:
         reference, account, number, kind, currency = head
@@ -308,7 +311,7 @@ def _structured(text: str) -> dict[str, str]:
     subfields: dict[str, str] = {}
     for code, value in zip(parts[1::2], parts[2::2], strict=False):
         subfields[code] = subfields.get(code, "") + value
-    purpose = "".join(subfields.get(f"{n}", "") for n in (*range(20, 30), *range(60, 64)))
+    purpose = "".join([subfields.get(code, "") for code in _PURPOSE])
     found: dict[str, str] = {}
     pieces = _SEPA_KEY.split(purpose)
     for key, value in zip(pieces[1::2], pieces[2::2], strict=False):
