@@ -132,6 +132,7 @@ def judge_resolutions(
         ordered.sort("order")
         .group_by("resolution_id", maintain_order=True)
         .agg(
+            pl.col("order").min(),
             pl.col("action").first(),
             pl.col("action").n_unique().alias("actions"),
             pl.col("file_name").first(),
@@ -157,10 +158,12 @@ def judge_resolutions(
     # A resolution reversed twice in the day: the first reverse undoes it, a later one has nothing left to undo.
     first_reverse = (
         grouped.filter(pl.col("action") == ACTION_REVERSE)
+        .sort("order")
         .group_by("reverses", maintain_order=True)
         .agg(pl.col("resolution_id").first().alias("first_reverse"))
     )
-    grouped = grouped.join(first_reverse, on="reverses", how="left")
+    # Joins keep no order: the verdicts come out in the order of the resolutions' first rows.
+    grouped = grouped.join(first_reverse, on="reverses", how="left").sort("order")
     return (
         grouped.with_columns(_verdict())
         .select(
