@@ -50,7 +50,7 @@ def rows(*items: tuple) -> pl.DataFrame:
         rid, action, source, txn_id, *rest = item
         write_off, reason_code, reverses = (*rest, None, None, None)[:3]
         amount = Decimal(write_off) if write_off is not None else None
-        records.append((FILE, line, rid, action, source, txn_id, amount, reason_code, None, "ana", AT, reverses))
+        records.append((FILE, line, rid, action, source, txn_id, amount, reason_code, None, "ana", AT, reverses, None))
     return pl.DataFrame(records, schema=RESOLUTION_ROW_SCHEMA, orient="row")
 
 

@@ -38,6 +38,7 @@ RESOLUTION_ROW_SCHEMA: dict[str, pl.DataType] = {
     "resolved_by": pl.String(),
     "resolved_at": pl.Datetime("us", "UTC"),
     "reverses": pl.String(),
+    "problem": pl.String(),  # what is wrong with the row as read (a value that fits no column), else null
 }
 # Each item a resolution names, as the warehouse knows it: its state and figures; an unknown item has no row.
 ITEM_STATE_SCHEMA: dict[str, pl.DataType] = {
@@ -83,7 +84,9 @@ def _row_reasons() -> pl.Expr:
     """The first thing wrong with one row, or null."""
     named_item = pl.col("action").is_in(_ITEM_ACTIONS)
     return (
-        pl.when(pl.col("resolution_id").is_null())
+        pl.when(pl.col("problem").is_not_null())
+        .then(pl.col("problem"))
+        .when(pl.col("resolution_id").is_null())
         .then(pl.lit("a row without a resolution_id"))
         .when(~pl.col("action").is_in(ACTIONS) | pl.col("action").is_null())
         .then(pl.format("action {} is none of match, write_off, reverse", pl.col("action").fill_null("(empty)")))
