@@ -91,6 +91,20 @@ def _generate(args: argparse.Namespace, landing: Path, truth: Path | None, parts
     )
 
 
+def cmd_breaks(args: argparse.Namespace) -> int:
+    """Write the day's open and standing breaks to a sheet to decide on."""
+    from batch_assets import settings
+    from batch_assets.operations import export_breaks
+
+    settings.apply_launch_environment()
+    written = export_breaks(args.day, Path(args.out))
+    print(
+        f"wrote {written} break(s) of {args.day} to {args.out}: fill in resolution_id, action and the rest, then drop "
+        f"it into the landing zone as resolutions/resolutions_<YYYY-MM-DD>{Path(args.out).suffix}"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daily job for each day from --start, in order, stopping at the first failed day."""
     from batch_assets import settings
@@ -254,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--parts", type=_positive, default=1, help="files per source and day")
     gen.add_argument("--bank-format", choices=BANK_FORMATS, help="write the bank side as statements in this format")
     gen.set_defaults(func=cmd_generate)
+
+    breaks = commands.add_parser("breaks", help="export a day's open and standing breaks to decide on (xlsx or csv)")
+    breaks.add_argument("--day", type=_date, required=True)
+    breaks.add_argument("--out", required=True, help="FILE.xlsx or FILE.csv")
+    breaks.set_defaults(func=cmd_breaks)
 
     run = commands.add_parser(
         "run", help="run the daily job for consecutive days, in order (re-run from day D forward)"

@@ -224,3 +224,36 @@ def reexecute_from_failure(run_id: str) -> bool:
         ) as result:
             print(f"re-executed {run_id} from failure as run {result.run_id}: {'ok' if result.success else 'FAILED'}")
             return result.success
+
+
+def export_breaks(day: date, out: Path) -> int:
+    """Write the day's open and standing breaks to `out` (.xlsx or .csv) as a sheet to decide on; the filled-in
+    sheet, renamed resolutions_<date>.<ext>, is a resolutions file. Returns the number of breaks written."""
+    from batch_assets.generator.files import write_atomic
+    from batch_assets.transforms.breaks import break_sheet, spreadsheet_safe
+
+    if out.suffix not in (".xlsx", ".csv"):
+        raise ValueError(f"{out}: the breaks sheet is written as .xlsx or .csv")
+    wh = warehouse()
+    with wh.reading():
+        breaks = wh.query(
+            "SELECT * FROM recon.exceptions WHERE is_break AND "
+            "((business_date = ? AND status = 'open') OR (business_date <= ? AND status = 'expired'))",
+            [day, day],
+        )
+        details = wh.query(
+            " UNION ALL ".join(
+                f"SELECT '{source}' AS source, txn_id, value_date, reference, counterparty, description "  # noqa: S608 (a fixed name)
+                f"FROM staging.{source} WHERE txn_id IN (SELECT txn_id FROM breaks WHERE source = '{source}')"
+                for source in ("ledger", "bank")
+            ),
+            frames={"breaks": breaks},
+        )
+    # Amounts and dates as text: a spreadsheet would hold money as a float, and the text reads back exactly.
+    sheet = break_sheet(breaks.lazy(), details.lazy(), day).collect()
+    sheet = sheet.with_columns(pl.col(pl.Decimal, pl.Date).cast(pl.String))
+    if out.suffix == ".xlsx":
+        write_atomic(out, lambda target: sheet.write_excel(target, worksheet="breaks", autofit=True))
+    else:
+        write_atomic(out, lambda target: spreadsheet_safe(sheet).write_csv(target))
+    return sheet.height
