@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,8 @@ class _Statements:
     closing: np.ndarray
     lines: pl.DataFrame
 
-    def each(self):
+    def each(self) -> Iterator[tuple[int, str, str, int, int]]:
+        """Per account in the file: its index, id, currency, opening and closing balance in cents."""
         for account in self.accounts.tolist():
             currency = p.vocab.CURRENCIES[int(self.plan.account_currency[account])]
             yield (
@@ -155,7 +157,7 @@ class _Statements:
         return pl.DataFrame({"account": keys, "head": heads, "tail": tails}, schema_overrides={"account": pl.Int64})
 
 
-def _join_statements(entries: pl.DataFrame, statements: _Statements, head, tail) -> list[str] | pl.Series:
+def _join_statements(entries: pl.DataFrame, statements: _Statements, head, tail) -> pl.Series:
     """Each account's statement: its head, its entries' lines, its tail; an account without lines is head and tail."""
     framing = statements.heads_and_tails(head, tail)
     if entries.height == 0:
