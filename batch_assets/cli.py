@@ -105,6 +105,33 @@ def cmd_breaks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """Write one resolution into the landing zone as its own resolutions file."""
+    from batch_assets import settings
+    from batch_assets.operations import write_resolution
+
+    settings.apply_launch_environment()
+    action = "match" if args.match else "write_off" if args.write_off else "reverse"
+    try:
+        path = write_resolution(
+            _landing(),
+            args.day,
+            action,
+            args.match or args.write_off or [],
+            args.by,
+            resolution_id=args.id,
+            write_off_amount=args.amount,
+            reason_code=args.reason,
+            comment=args.comment,
+            reverses=args.reverse,
+        )
+    except (ValueError, FileExistsError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"wrote {path}; it is judged with the day's other resolutions when {args.day} is matched")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daily job for each day from --start, in order, stopping at the first failed day."""
     from batch_assets import settings
@@ -273,6 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     breaks.add_argument("--day", type=_date, required=True)
     breaks.add_argument("--out", required=True, help="FILE.xlsx or FILE.csv")
     breaks.set_defaults(func=cmd_breaks)
+
+    resolve = commands.add_parser("resolve", help="write one resolution (match, write-off or reverse) for a day")
+    resolve.add_argument("--day", type=_date, required=True, help="the business date it takes effect on")
+    decision = resolve.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--match", nargs="+", metavar="SOURCE:TXN_ID", help="items that are one match")
+    decision.add_argument("--write-off", nargs="+", metavar="SOURCE:TXN_ID", help="items closed without a partner")
+    decision.add_argument("--reverse", metavar="RESOLUTION_ID", help="undo an applied resolution from --day on")
+    resolve.add_argument("--amount", help="write_off_amount: a match's difference (ledger minus bank) written off")
+    resolve.add_argument("--reason", help="reason_code (required for any write-off)")
+    resolve.add_argument("--comment")
+    resolve.add_argument("--by", required=True, help="who decided")
+    resolve.add_argument("--id", help="the resolution id (default: R-<date>-<random>)")
+    resolve.set_defaults(func=cmd_resolve)
 
     run = commands.add_parser(
         "run", help="run the daily job for consecutive days, in order (re-run from day D forward)"

@@ -257,3 +257,59 @@ def export_breaks(day: date, out: Path) -> int:
     else:
         write_atomic(out, lambda target: spreadsheet_safe(sheet).write_csv(target))
     return sheet.height
+
+
+def write_resolution(
+    landing: Path,
+    day: date,
+    action: str,
+    items: Sequence[str],
+    resolved_by: str,
+    *,
+    resolution_id: str | None = None,
+    write_off_amount: str | None = None,
+    reason_code: str | None = None,
+    comment: str | None = None,
+    reverses: str | None = None,
+) -> Path:
+    """Write one resolution as its own file, `resolutions/resolutions_<day>_<id>.csv` under `landing`, one row per
+    item (`ledger:L1`, `bank:B9`); a reverse has one row naming the resolution it undoes. Returns the file.
+
+    Nothing is judged here: the file is judged with the day's others, as any resolutions file is.
+    """
+    import re
+    import uuid
+    from datetime import UTC, datetime
+
+    from batch_assets.generator.files import write_atomic
+    from batch_assets.landing.resolutions import DECISION_COLUMNS, OPTIONAL_COLUMNS
+
+    resolution_id = resolution_id or f"R-{day:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    part = re.sub(r"[^A-Za-z0-9]", "", resolution_id)
+    if not part:
+        raise ValueError(f"resolution id {resolution_id!r} needs a letter or a digit")
+    pairs = []
+    for item in items:
+        source, _, txn_id = item.partition(":")
+        if source not in ("ledger", "bank") or not txn_id:
+            raise ValueError(f"{item!r} is not an item: write ledger:<txn_id> or bank:<txn_id>")
+        pairs.append((source, txn_id))
+    if (action == "reverse") != (not pairs):
+        raise ValueError("a reverse names a resolution (--reverse R) and no items; a match or write-off names items")
+    shared = {
+        "resolution_id": resolution_id,
+        "action": action,
+        "write_off_amount": write_off_amount,
+        "reason_code": reason_code,
+        "comment": comment,
+        "resolved_by": resolved_by,
+        "resolved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reverses": reverses,
+    }
+    rows = [{**shared, "source": source, "txn_id": txn_id} for source, txn_id in pairs or [(None, None)]]
+    frame = pl.DataFrame(rows, schema=dict.fromkeys((*DECISION_COLUMNS, *OPTIONAL_COLUMNS), pl.String))
+    path = landing / "resolutions" / f"resolutions_{day.isoformat()}_{part}.csv"
+    if path.exists():
+        raise FileExistsError(f"{path} exists: a resolution id is used once; give another --id")
+    write_atomic(path, lambda target: frame.write_csv(target))
+    return path

@@ -3,6 +3,8 @@ bad value rejecting its own resolution, not the file."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -93,3 +95,38 @@ def test_a_file_that_is_no_spreadsheet_is_rejected_with_the_parsers_reason(tmp_p
     path.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(RejectedFile, match="not a readable xlsx table of resolutions"):
         read_resolutions(path, NAME)
+
+
+def resolve(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BATCH_ASSETS_HOME": str(tmp_path / "data")}
+    command = [str(Path(sys.executable).with_name("batch-assets")), "resolve", "--day", "2026-11-24", "--by", "ana"]
+    return subprocess.run([*command, *arguments], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_resolution_written_at_the_terminal_is_a_resolutions_file_that_applies(tmp_path: Path) -> None:
+    done = resolve(
+        tmp_path, "--match", "ledger:L3", "bank:B2", "--amount", "2.50", "--reason", "BANK_FEE", "--id", "R-7"
+    )
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / "data" / "landing" / "resolutions" / "resolutions_2026-11-24_R7.csv"
+    assert str(path) in done.stdout
+    reverse = resolve(tmp_path, "--reverse", "R-OLD", "--id", "R-8")
+    assert reverse.returncode == 0, reverse.stderr
+    rows = pl.concat(
+        read_resolutions(file, f"resolutions/{file.name}") for file in sorted(path.parent.glob("resolutions_*.csv"))
+    )
+    assert rows.select("resolution_id", "action", "source", "txn_id").rows() == [
+        ("R-7", "match", "ledger", "L3"),
+        ("R-7", "match", "bank", "B2"),
+        ("R-8", "reverse", None, None),
+    ]
+    verdicts = judge_resolutions(rows.lazy(), ITEMS.lazy(), APPLIED.lazy(), date(2026, 11, 24)).collect()
+    assert verdicts["status"].to_list() == [STATUS_APPLIED, STATUS_APPLIED], verdicts["reason"].to_list()
+
+
+def test_the_terminal_refuses_what_is_not_an_item_and_an_id_used_twice(tmp_path: Path) -> None:
+    done = resolve(tmp_path, "--write-off", "L3", "--reason", "X")
+    assert done.returncode == 2 and "'L3' is not an item: write ledger:<txn_id> or bank:<txn_id>" in done.stderr
+    assert resolve(tmp_path, "--write-off", "bank:B9", "--reason", "X", "--id", "R-9").returncode == 0
+    again = resolve(tmp_path, "--write-off", "bank:B9", "--reason", "X", "--id", "R-9")
+    assert again.returncode == 2 and "a resolution id is used once" in again.stderr
