@@ -87,7 +87,7 @@ def write(
         part = lines.slice(int(lay.bounds[index]), int(lay.bounds[index + 1] - lay.bounds[index]))
         accounts = np.unique(part["account"].to_numpy()) if part.height else np.zeros(1, dtype=np.int64)
         # A file without lines still holds one statement (an empty one balances: its closing is its opening).
-        statements = _Statements(plan, day, accounts, opening, balances.cents if part.height else opening, part)
+        statements = _Statements(plan, day, accounts, opening, balances.cents if part.height else opening)
         text = render_file(part, statements)
         write_atomic(landing / name, lambda target, text=text: _write_lines(text, target))
 
@@ -133,7 +133,6 @@ class _Statements:
     accounts: np.ndarray
     opening: np.ndarray
     closing: np.ndarray
-    lines: pl.DataFrame
 
     def each(self) -> Iterator[tuple[int, str, str, int, int]]:
         """Per account in the file: its index, id, currency, opening and closing balance in cents."""
