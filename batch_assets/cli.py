@@ -174,7 +174,7 @@ def _print_tables(days: list[date] | None, truth: Path | None) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a week of sample data, run every day through Dagster, print what happened."""
     from batch_assets import settings
-    from batch_assets.operations import run_days
+    from batch_assets.operations import resolve_largest_mismatch, run_days
 
     settings.apply_launch_environment()
     days = _days(args.start, args.days)
@@ -187,6 +187,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if failed is not None:
         print(f"{failed} failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
         return 1
+    print(
+        f"\nWorking the breaks: the largest amount mismatch of {days[-1]} matched by hand, its difference written off"
+    )
+    applied = resolve_largest_mismatch(landing, days[-1], "demo")
+    if applied is None or applied["status"] != "applied":
+        print(f"the demo's resolution was not applied: {applied}", file=sys.stderr)
+        return 1
+    print(
+        f"resolution {applied['resolution_id']} {applied['status']} in run {applied['run_id'][:8]}: "
+        f"{applied['items']} items of {applied['account_id']} {applied['currency']}, ledger {applied['ledger_total']} "
+        f"against bank {applied['bank_total']}, {applied['write_off_amount']} written off ({applied['reason_code']}); "
+        f"see ops.resolution_log, or `batch-assets breaks --day {days[-1]} --out breaks.xlsx` for what is left"
+    )
     print(f"\nData: {settings.data_home()}. Open the Dagster UI with `make dev` to see the runs, checks and plots.")
     return 0
 

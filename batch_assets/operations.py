@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -236,10 +236,12 @@ def export_breaks(day: date, out: Path) -> int:
         raise ValueError(f"{out}: the breaks sheet is written as .xlsx or .csv")
     wh = warehouse()
     with wh.reading():
+        # The day's open breaks, and the standing ones no resolution has revived by the day.
         breaks = wh.query(
-            "SELECT * FROM recon.exceptions WHERE is_break AND "
-            "((business_date = ? AND status = 'open') OR (business_date <= ? AND status = 'expired'))",
-            [day, day],
+            "SELECT * FROM recon.exceptions WHERE is_break AND business_date = $day AND status = 'open' "
+            "UNION ALL BY NAME SELECT * EXCLUDE (revived_on) FROM recon.standing_breaks WHERE is_break "
+            "AND business_date <= $day AND (revived_on IS NULL OR revived_on > $day)",
+            {"day": day},
         )
         details = wh.query(
             " UNION ALL ".join(
@@ -313,3 +315,39 @@ def write_resolution(
         raise FileExistsError(f"{path} exists: a resolution id is used once; give another --id")
     write_atomic(path, lambda target: frame.write_csv(target))
     return path
+
+
+def resolve_largest_mismatch(landing: Path, day: date, resolved_by: str) -> dict[str, Any] | None:
+    """What `make demo` ends with: the day's largest amount mismatch matched by a person, its difference written
+    off as a bank fee, and the day run again so the resolution is applied. Returns its log row, or None when
+    the day has no amount mismatch."""
+    wh = warehouse()
+    with wh.reading():
+        found = wh.query(
+            "SELECT txn_id, counterpart_txn_id, difference FROM recon.exceptions WHERE business_date = ? "
+            "AND category = 'amount_mismatch' AND source = 'ledger' AND status = 'open' "
+            "ORDER BY abs(difference) DESC, txn_id LIMIT 1",
+            [day],
+        )
+    if found.is_empty():
+        return None
+    ledger, bank, difference = found.row(0)
+    resolution_id = f"DEMO-{day:%Y%m%d}"
+    write_resolution(
+        landing,
+        day,
+        "match",
+        [f"ledger:{ledger}", f"bank:{bank}"],
+        resolved_by,
+        resolution_id=resolution_id,
+        write_off_amount=str(-difference),  # the ledger's amount less the bank's
+        reason_code="BANK_FEE",
+        comment="the bank deducted a fee",
+    )
+    if run_days([day]) is not None:
+        return None
+    with wh.reading():
+        logged = wh.query(
+            "SELECT * FROM ops.resolution_log WHERE business_date = ? AND resolution_id = ?", [day, resolution_id]
+        )
+    return logged.row(0, named=True) if logged.height else None

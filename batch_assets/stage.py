@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from batch_assets import dagster_internals
 from batch_assets.faults import fault_point
@@ -43,6 +44,16 @@ def commit_metadata(record: CommitRecord, started: float, rows_processed: int | 
         "fingerprint": dg.MetadataValue.text(record.fingerprint),
         "commit_seq": dg.MetadataValue.int(record.commit_seq),
     }
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A small frame as a markdown table for the UI's metadata, pipes in values escaped; `none` when empty."""
+    if frame.is_empty():
+        return "none"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+    for row in frame.iter_rows():
+        lines.append("| " + " | ".join(str(v if v is not None else "").replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
 
 
 def threshold_result(

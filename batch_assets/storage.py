@@ -27,6 +27,7 @@ from batch_assets.transforms.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, SOUR
 from batch_assets.transforms.deliveries import FILE_LOG_SCHEMA
 from batch_assets.transforms.exceptions import EXCEPTION_SCHEMA
 from batch_assets.transforms.matching import MATCH_SCHEMA, OPEN_ITEM_SCHEMA
+from batch_assets.transforms.resolutions import RAW_RESOLUTION_SCHEMA, RESOLUTION_LOG_SCHEMA, RESOLVED_ITEM_SCHEMA
 from batch_assets.transforms.summary import SUMMARY_SCHEMA
 
 
@@ -67,6 +68,10 @@ def _nullable_except(schema: Mapping[str, pl.DataType], *required: str) -> froze
     return frozenset(schema) - set(required)
 
 
+def _sides_of_a_match() -> set[str]:
+    return {f"{side}_{field}" for side in ("ledger", "bank") for field in ("txn_id", "amount", "booking_date")}
+
+
 # Every table the platform writes. A table's name is its asset key: schema.table. Each is partitioned by
 # business_date; a partition is replaced as a whole, in one transaction.
 TABLES: dict[str, Table] = {
@@ -89,15 +94,33 @@ TABLES: dict[str, Table] = {
         _nullable_except(QUARANTINE_SCHEMA, "business_date", "source", "file_name", "line_number", "rule"),
         measures={"rows_by_file": "histogram(file_name)", "rows_by_source": "histogram(source)"},
     ),
+    "raw.resolutions": Table(
+        RAW_RESOLUTION_SCHEMA, _nullable_except(RAW_RESOLUTION_SCHEMA, "business_date", "file_name", "line_number")
+    ),
     "ops.file_log": Table(FILE_LOG_SCHEMA, frozenset({"reason", "row_count"})),
-    "recon.matches": Table(
-        MATCH_SCHEMA,
+    "ops.resolution_log": Table(
+        RESOLUTION_LOG_SCHEMA,
+        _nullable_except(RESOLUTION_LOG_SCHEMA, "business_date", "resolution_id", "status", "file_name", "run_id"),
+        measures={"by_status": "histogram(status)"},
+    ),
+    "recon.resolved_items": Table(
+        RESOLVED_ITEM_SCHEMA,
         frozenset({"reference_norm"}),
         measures={
+            "revived_by_source": "histogram(source) FILTER (revived)",
+            "written_off_by_source": "histogram(source) FILTER (action = 'write_off')",
+        },
+    ),
+    "recon.matches": Table(
+        MATCH_SCHEMA,
+        # A manual match zips its sides, so a row may lack one; only manual matches carry a resolution.
+        frozenset({"reference_norm", "resolution_id", "write_off_amount", *_sides_of_a_match()}),
+        measures={
+            "ledger_rows": "count(ledger_txn_id)",
             "distinct_ledger_txn_ids": "count(DISTINCT ledger_txn_id)",
             "distinct_bank_txn_ids": "count(DISTINCT bank_txn_id)",
             # More (bank item, match) pairs than bank items means a bank item is in several matches.
-            "bank_match_pairs": "count(DISTINCT (bank_txn_id, match_id))",
+            "bank_match_pairs": "count(DISTINCT (bank_txn_id, match_id)) FILTER (bank_txn_id IS NOT NULL)",
         },
     ),
     "recon.open_items": Table(
@@ -388,9 +411,25 @@ class Warehouse:
         # Warehouses from before the commit's figures gain the column; their older commits have none.
         statements.append(f"ALTER TABLE {qualified(COMMIT_LOG_TABLE)} ADD COLUMN IF NOT EXISTS figures VARCHAR")
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(RAW_FILES_TABLE)} ({RAW_FILES_COLUMNS})")
+        # Warehouses from before a column was declared gain it (every added column is nullable).
+        statements += [
+            f"ALTER TABLE {qualified(name)} ADD COLUMN IF NOT EXISTS {quote_ident(column)} {duckdb_type(dtype)}"
+            for name, table in TABLES.items()
+            if not table.landed
+            for column, dtype in table.schema.items()
+            if column in table.nullable
+        ]
+        statements += [
+            f"ALTER TABLE {qualified('recon.matches')} ALTER COLUMN {quote_ident(column)} DROP NOT NULL"
+            for column in sorted(_sides_of_a_match())
+        ]
+        # An expired item stands until a resolution revives it (names it, or reverses one that held it): the
+        # day it was revived, for a reader to keep the breaks that still stood on a given day.
         statements.append(
             f"CREATE OR REPLACE VIEW {qualified(STANDING_BREAKS)} AS "  # noqa: S608 (a name of this module)
-            "SELECT * FROM recon.exceptions WHERE status = 'expired'"
+            "SELECT e.*, (SELECT min(r.business_date) FROM recon.resolved_items r WHERE r.source = e.source "
+            "AND r.txn_id = e.txn_id AND r.business_date > e.business_date) AS revived_on "
+            "FROM recon.exceptions e WHERE e.status = 'expired'"
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {qualified(SCHEMA_STAMP_TABLE)} (stamp VARCHAR NOT NULL)")
         return statements
@@ -562,6 +601,8 @@ class Warehouse:
         under `folder`, for steps that never open the warehouse: one pass over the day, whatever the buckets."""
         select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
         day = f"business_date {'<' if before else '='} {quote_literal(business_date.isoformat())}"
+        if table == STANDING_BREAKS:  # the breaks that still stood on the day
+            day += f" AND (revived_on IS NULL OR revived_on > {quote_literal(business_date.isoformat())})"
         source = f"FROM {qualified(table)} WHERE {day}"
         parquet = "FORMAT parquet, COMPRESSION lz4"
         with self.connection() as conn:

@@ -15,22 +15,26 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from batch_assets import settings
 from batch_assets.generator import generate
+from batch_assets.landing.resolutions import DECISION_COLUMNS, OPTIONAL_COLUMNS
 from batch_assets.operations import run_days
 from batch_assets.retries import TRANSIENT_RETRY
 from batch_assets.stage import table_key
 from batch_assets.storage import TABLES, Warehouse, qualified
+from batch_assets_tests.helpers import csv_text, write_landing
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
 DAYS = (D1, D2)
 SEED = 17
 ROWS = 400
 CLI = str(Path(sys.executable).with_name("batch-assets"))
-# The file log also records when each file was first seen, which differs from one data folder to another.
-UNSTABLE_COLUMNS = {"ops.file_log": ["first_seen_at"]}
+# The file log also records when each file was first seen, and the resolution log the run that applied each
+# resolution, which differ from one data folder to another.
+UNSTABLE_COLUMNS = {"ops.file_log": ["first_seen_at"], "ops.resolution_log": ["run_id"]}
 
 
 # The shipped policy (same retries, backoff and jitter) with waits of tens of milliseconds instead of
@@ -55,8 +59,16 @@ def with_step_retry_policy(job: dg.JobDefinition, policy: dg.RetryPolicy) -> dg.
 
 
 def deliver(landing: Path) -> None:
-    """Two generated business days, so that the second one carries open items from the first."""
+    """Two generated business days, so that the second one carries open items from the first, and the second
+    day's resolutions: items written off, so that its match stage applies resolutions too."""
     generate(start=D1, days=len(DAYS), rows=ROWS, fmt="csv", seed=SEED, landing=landing)
+    ledger = pl.read_csv(landing / "ledger" / f"ledger_{D2.isoformat()}.csv", infer_schema=False)
+    decided = [
+        {"resolution_id": f"C-{n}", "action": "write_off", "source": "ledger", "txn_id": txn_id, "reason_code": "TEST",
+         "resolved_by": "faults", "resolved_at": "2026-11-03T08:00:00Z"}
+        for n, txn_id in enumerate(ledger["txn_id"].head(3))
+    ]  # fmt: skip
+    write_landing(landing, "resolutions", D2, csv_text(decided, (*DECISION_COLUMNS, *OPTIONAL_COLUMNS)))
 
 
 def tables(home: Path, days: tuple[date, ...] = DAYS) -> dict[str, list[tuple]]:

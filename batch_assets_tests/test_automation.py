@@ -386,3 +386,32 @@ def test_a_day_that_holds_its_files_is_still_requested_while_a_run_of_it_is_unfi
         age(path, 1800)
     requests, _, _ = tick(instance, cursor)
     assert [r.partition_key for r in requests] == ["2026-11-02"] and requests[0].run_key not in launched
+
+
+@pytest.mark.slow
+def test_a_resolutions_file_landing_for_a_reconciled_day_runs_the_day_again_once(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    launched: set[str] = set()
+    deliver(landing, D1, ledger_amount="10.00")
+    write_landing(landing, "bank", D1, csv_text([txn(f"B-{D1}-fee", "9.50", D1)]), part="fee")
+    write_landing(landing, "ledger", D1, csv_text([txn(f"L-{D1}-fee", "10.00", D1)]), part="fee")
+    for path in (landing / "bank").iterdir():
+        age(path)
+    for path in (landing / "ledger").iterdir():
+        age(path)
+    requests, cursor, _ = tick(instance)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    # A person's decision lands: the day is requested and its resolution applied; a tick after it asks nothing.
+    decided = [{"resolution_id": "R1", "action": "match", "source": source, "txn_id": txn_id,
+                "write_off_amount": amount, "reason_code": "BANK_FEE", "comment": "", "resolved_by": "ana",
+                "resolved_at": "2026-11-03T09:00:00Z"}
+               for source, txn_id, amount in (("ledger", f"L-{D1}-fee", "0.50"),
+                                              ("bank", f"B-{D1}-fee", ""))]  # fmt: skip
+    age(write_landing(landing, "resolutions", D1, csv_text(decided, tuple(decided[0]))))
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == ["2026-11-02"]
+    log = snapshot(home, D1)["ops.resolution_log"]
+    assert [(row[1], row[5]) for row in log] == [("R1", "applied")]
+    requests, cursor, _ = tick(instance, cursor)
+    assert launch(instance, requests, launched) == []

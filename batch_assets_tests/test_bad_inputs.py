@@ -575,7 +575,7 @@ def test_a_rejected_file_names_file_line_and_reason_and_the_rest_of_the_day_is_i
     assert not result.success
     bad_name = f"{source}/{bad.name}"
     assert f"{source}: {bad_name} rejected: {reason}" in failure_message(result)
-    assert materialized(result) == {f"raw/{other}", "ops/file_log"}
+    assert materialized(result) == {f"raw/{other}", "raw/resolutions", "ops/file_log"}
 
     wh = shared.warehouse()
     # The other source landed whole; the failing source landed nothing, not even its good part.
@@ -846,9 +846,11 @@ def test_every_rejected_file_of_a_day_is_in_the_file_log_after_one_run(
         for name, reason in rejected.items():
             assert f"{name} rejected: {reason}" in message
         assert f"batch-assets files {day}" in message
-    # Both sources failed: nothing of the day landed, not even the good parts.
-    assert materialized(result) == {"ops/file_log"}
-    assert all(Warehouse(home / "warehouse.duckdb").last_commit(t, day) is None for t in TABLES if t != "ops.file_log")
+    # Both sources failed: nothing of the day landed, not even the good parts; only the file log and the day's
+    # (here empty) resolutions, which never hold a day back, were written.
+    written = {"ops.file_log", "raw.resolutions"}
+    assert materialized(result) == {t.replace(".", "/") for t in written}
+    assert all(Warehouse(home / "warehouse.duckdb").last_commit(t, day) is None for t in TABLES if t not in written)
 
     # The operator's view lists every file with its whole reason.
     capsys.readouterr()

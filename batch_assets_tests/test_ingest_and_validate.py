@@ -20,6 +20,7 @@ HEADER = csv_text([])
 TABLES = [
     "raw.ledger",
     "raw.bank",
+    "raw.resolutions",
     "staging.ledger",
     "staging.bank",
     "staging.quarantine",
@@ -28,6 +29,8 @@ TABLES = [
     "recon.open_items",
     "recon.exceptions",
     "recon.summary",
+    "recon.resolved_items",
+    "ops.resolution_log",
 ]
 ALL_ASSETS = {t.replace(".", "/") for t in TABLES}
 INVARIANT_CHECKS = {
@@ -99,7 +102,7 @@ def test_a_good_day_lands_stages_and_passes_every_check(
     assert result.success
     assert materialized(result) == ALL_ASSETS
     checks = check_results(result)
-    assert len(checks) == 11
+    assert len(checks) == 12
     assert all(checks[name].passed for name in INVARIANT_CHECKS | {"staging/quarantine:quarantine_rate"})
     assert checks["staging/ledger:rows_conserved"].metadata["raw_rows"].value == 3
 
@@ -194,7 +197,7 @@ def test_a_rejected_file_fails_its_source_and_keeps_the_old_data(
     assert not result.success
     message = failure_message(result)
     assert "ledger/ledger_2026-11-10.csv rejected: line 2: expected 9 fields, found 5" in message
-    assert materialized(result) == {"raw/bank", "ops/file_log"}
+    assert materialized(result) == {"raw/bank", "raw/resolutions", "ops/file_log"}
     after = snapshot(home)
     assert after["raw.ledger"] == before["raw.ledger"]
     assert after["staging.ledger"] == before["staging.ledger"]
@@ -214,7 +217,7 @@ def test_a_source_with_no_file_fails_with_a_clear_reason(landing: Path, instance
     result = run_day(instance)
     assert not result.success
     assert "bank: no bank file for 2026-11-10 has landed in" in failure_message(result)
-    assert materialized(result) == {"raw/ledger", "ops/file_log"}
+    assert materialized(result) == {"raw/ledger", "raw/resolutions", "ops/file_log"}
 
 
 def test_header_only_files_mean_a_day_with_zero_transactions(

@@ -55,7 +55,8 @@ def written(tmp_path: Path, frame: pl.DataFrame, suffix: str) -> Path:
 
 @pytest.mark.parametrize("suffix", ["csv", "xlsx"])
 def test_decided_rows_are_read_typed_and_undecided_ones_left_out(tmp_path: Path, suffix: str) -> None:
-    rows = read_resolutions(written(tmp_path, SHEET, suffix), NAME)
+    path = written(tmp_path, SHEET, suffix)
+    rows = read_resolutions(path, f"resolutions/{path.name}")
     assert rows.schema == pl.Schema(RESOLUTION_ROW_SCHEMA)
     assert rows["line_number"].to_list() == [2, 3, 5]
     assert rows["action"].to_list() == ["match", "match", "write_off"]
@@ -94,7 +95,7 @@ def test_a_file_that_is_no_spreadsheet_is_rejected_with_the_parsers_reason(tmp_p
     path = tmp_path / "resolutions_2026-11-24.xlsx"
     path.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(RejectedFile, match="not a readable xlsx table of resolutions"):
-        read_resolutions(path, NAME)
+        read_resolutions(path, f"resolutions/{path.name}")
 
 
 def resolve(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:

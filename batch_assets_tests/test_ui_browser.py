@@ -211,6 +211,15 @@ def see_the_partition_materialised_and_checked(page: Page, shots: Path, base_url
         shot(page, shots, f"07-checks-{name}")
 
 
+def see_the_top_breaks_on_the_summary(page: Page, shots: Path, base_url: str) -> None:
+    """The summary's latest materialization shows the day's largest and oldest breaks as a markdown table."""
+    page.goto(f"{base_url}/assets/recon/summary?view=partitions&partition={PARTITION}")
+    page.get_by_text("[Show Markdown]", exact=True).first.click()
+    expect(page.get_by_text("Largest breaks").first).to_be_visible()
+    expect(page.get_by_role("columnheader", name="category").first).to_be_visible()
+    shot(page, shots, "08-top-breaks")
+
+
 def materialised_partitions(base_url: str) -> dict[str, set[tuple[str, str]]]:
     """(partition, run id) of every materialization of the sample days, per asset, from the webserver."""
     data = graphql(base_url, MATERIALIZATIONS_QUERY, {"partitions": [PARTITION, OTHER_PARTITION]})
@@ -238,6 +247,7 @@ def test_ui_of_plain_dg_dev_in_a_fresh_clone_shows_every_asset_and_check_and_mat
             run_id = launch_one_partition(page, shots, base_url, PARTITION)
             see_the_run_succeed(page, shots, base_url, run_id)
             see_the_partition_materialised_and_checked(page, shots, base_url, run_id)
+            see_the_top_breaks_on_the_summary(page, shots, base_url)
 
         run = graphql(base_url, RUN_QUERY, {"runId": run_id})["runOrError"]
         assert run["status"] == "SUCCESS"

@@ -292,7 +292,9 @@ MATCHING = [
         "matches",
         """CREATE TABLE recon.matches AS
     SELECT $day::DATE AS business_date, match_pass || ':' || bank_txn_id AS match_id, *
-    FROM (SELECT * FROM m_exact UNION ALL SELECT * FROM m_amount_date UNION ALL SELECT * FROM m_aggregate)""",
+    FROM (SELECT * FROM m_exact UNION ALL SELECT * FROM m_amount_date UNION ALL SELECT * FROM m_aggregate),
+    -- no resolutions in a bare script: no manual matches
+    (SELECT NULL::VARCHAR AS resolution_id, NULL::DECIMAL(18,2) AS write_off_amount)""",
     ),
     (
         "open items",

@@ -11,8 +11,8 @@ from batch_assets.landing.zone import RejectedFile
 from batch_assets.transforms.resolutions import RESOLUTION_ROW_SCHEMA
 from batch_assets.transforms.validate import AMOUNT_PATTERN, formula_like
 
-# Not a reader of the ledger and bank sources (no EXTENSIONS): resolutions have their own columns.
-RESOLUTION_EXTENSIONS = ("csv", "xlsx")
+# Not a reader of the ledger and bank sources (no EXTENSIONS): resolutions have their own columns, and the
+# extensions they come in are the contract's RESOLUTION_FORMATS.
 DECISION_COLUMNS: tuple[str, ...] = (
     "resolution_id", "action", "source", "txn_id", "write_off_amount", "reason_code", "comment", "resolved_by",
     "resolved_at",
@@ -109,10 +109,12 @@ def _clean(column: str) -> pl.Expr:
 
 
 def _as_text(path: Path, name: str) -> pl.DataFrame:
-    """Every cell as text, as the file holds it."""
+    """Every cell as text, as the file holds it. The name says the format: the path may be a held-open
+    /proc/self/fd/N."""
+    suffix = Path(name).suffix
     try:
-        if path.suffix == ".xlsx":
+        if suffix == ".xlsx":
             return pl.read_excel(path, infer_schema_length=0)
         return pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=True)
     except Exception as error:  # noqa: BLE001 - whatever the parser says, the operator gets it with the file name
-        raise RejectedFile(name, f"not a readable {path.suffix[1:]} table of resolutions: {error}") from None
+        raise RejectedFile(name, f"not a readable {suffix[1:]} table of resolutions: {error}") from None

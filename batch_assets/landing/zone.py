@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from batch_assets.landing import formats
-from batch_assets.transforms.contract import SOURCES, parse_landing_name
+from batch_assets.transforms.contract import LANDING_SOURCES, RESOLUTION_FORMATS, RESOLUTIONS, parse_landing_name
 
 # A `.done` marker says its file is complete; dot-files are writers' temporary names. Neither is a delivery.
 DONE_SUFFIX = ".done"
@@ -63,7 +63,7 @@ class RejectedFile(Exception):
 
 
 def scan_landing(
-    root: Path, business_date: date | None = None, sources: Iterable[str] = SOURCES
+    root: Path, business_date: date | None = None, sources: Iterable[str] = LANDING_SOURCES
 ) -> tuple[list[LandingFile], list[IgnoredFile]]:
     """Deliveries under `root/<source>/`, sorted by name, and the entries that were ignored with a reason.
 
@@ -95,7 +95,8 @@ def scan_landing(
                     ignored.append(IgnoredFile(name, "resolves outside the landing zone"))
                     continue
                 try:
-                    parsed = parse_landing_name(source, entry.name, formats.extensions(source))
+                    extensions = RESOLUTION_FORMATS if source == RESOLUTIONS else formats.extensions(source)
+                    parsed = parse_landing_name(source, entry.name, extensions)
                 except ValueError as error:
                     ignored.append(IgnoredFile(name, str(error)))
                     continue

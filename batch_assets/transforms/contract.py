@@ -11,13 +11,18 @@ import polars as pl
 
 SOURCES: tuple[str, ...] = ("ledger", "bank")
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
+# The third source: people's decisions on breaks, in files of their own columns (CSV, or the Excel the breaks
+# sheet is exported as). It never holds a day back: a day reconciles without any.
+RESOLUTIONS = "resolutions"
+RESOLUTION_FORMATS: tuple[str, ...] = ("csv", "xlsx")
+LANDING_SOURCES: tuple[str, ...] = (*SOURCES, RESOLUTIONS)
 
 # <source>/<source>_<YYYY-MM-DD>[_<part>].<extension>, relative to the landing root, the extension one that a
 # reader of the landing zone reads (csv, parquet and jsonl for both sources). ASCII only
 # and anchored with \Z: `$` would let a trailing newline through, and `\d` would take other scripts' digits,
 # so a name that passes holds nothing that needs quoting anywhere.
 FILE_NAME_PATTERN = re.compile(
-    r"^(?P<source>ledger|bank)_(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})(?:_(?P<part>[A-Za-z0-9]+))?"
+    r"^(?P<source>ledger|bank|resolutions)_(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})(?:_(?P<part>[A-Za-z0-9]+))?"
     r"\.(?P<format>[a-z0-9]+)\Z",
     re.ASCII,
 )

@@ -13,6 +13,7 @@ PASS_EXACT = "exact"
 PASS_AMOUNT_DATE = "amount_date"
 PASS_AGGREGATE = "aggregate"
 PASSES: tuple[str, ...] = (PASS_EXACT, PASS_AMOUNT_DATE, PASS_AGGREGATE)
+PASS_MANUAL = "manual"  # people's resolutions (transforms.resolutions), applied before the passes
 
 # One reconcilable item of either side: a staged row of the day, or an open item carried from earlier days.
 ITEM_SCHEMA: dict[str, pl.DataType] = {
@@ -38,6 +39,11 @@ MATCH_SCHEMA: dict[str, pl.DataType] = {
     "ledger_booking_date": pl.Date(),
     "bank_booking_date": pl.Date(),
     "reference_norm": pl.String(),
+    # A manual match only (pass `manual`): the resolution that made it, and the difference it wrote off. A
+    # manual match has a row per item pairing (ledger and bank items zipped in txn_id order), so either side
+    # of a row may be empty.
+    "resolution_id": pl.String(),
+    "write_off_amount": MONEY,
 }
 
 OPEN_ITEM_SCHEMA: dict[str, pl.DataType] = {
@@ -94,6 +100,15 @@ def _ranked(items: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return pl.concat([alone, crowded]).drop("_n")
 
 
+def both_sides() -> list[pl.Expr]:
+    """A joined row's ledger fields (unsuffixed) and bank fields (suffixed `_bank`) under the matches' names."""
+    return [
+        pl.col(f"{field}{suffix}").alias(f"{side}_{field}")
+        for field in ("txn_id", "amount", "booking_date")
+        for side, suffix in (("ledger", ""), ("bank", "_bank"))
+    ]
+
+
 def _pairs(joined: pl.DataFrame, match_pass: str) -> pl.DataFrame:
     """Matched ledger/bank rows (joined, bank columns suffixed) in MATCH_SCHEMA, without business_date."""
     return joined.select(
@@ -101,12 +116,7 @@ def _pairs(joined: pl.DataFrame, match_pass: str) -> pl.DataFrame:
         pl.lit(match_pass).alias("match_pass"),
         "account_id",
         "currency",
-        pl.col("txn_id").alias("ledger_txn_id"),
-        pl.col("txn_id_bank").alias("bank_txn_id"),
-        pl.col("amount").alias("ledger_amount"),
-        pl.col("amount_bank").alias("bank_amount"),
-        pl.col("booking_date").alias("ledger_booking_date"),
-        pl.col("booking_date_bank").alias("bank_booking_date"),
+        *both_sides(),
         "reference_norm",
     )
 
@@ -223,7 +233,11 @@ def match_items(ledger: pl.DataFrame, bank: pl.DataFrame, business_date: date, t
         bank = bank.join(pairs.select(pl.col("bank_txn_id").alias("txn_id")).unique(), on="txn_id", how="anti")
     return (
         pl.concat(found)
-        .with_columns(pl.lit(business_date).alias("business_date"))
+        .with_columns(
+            pl.lit(business_date).alias("business_date"),
+            pl.lit(None, pl.String).alias("resolution_id"),
+            pl.lit(None, MONEY).alias("write_off_amount"),
+        )
         .select(list(MATCH_SCHEMA))
         .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
         .sort("match_id", "ledger_txn_id")

@@ -7,12 +7,12 @@ from datetime import date
 import polars as pl
 
 from batch_assets.transforms.contract import MONEY
+from batch_assets.transforms.matching import ITEM_SCHEMA, MATCH_SCHEMA, PASS_MANUAL, both_sides
 
 ACTION_MATCH = "match"
 ACTION_WRITE_OFF = "write_off"
 ACTION_REVERSE = "reverse"
 ACTIONS: tuple[str, ...] = (ACTION_MATCH, ACTION_WRITE_OFF, ACTION_REVERSE)
-PASS_MANUAL = "manual"
 
 STATUS_APPLIED = "applied"
 STATUS_REJECTED = "rejected"
@@ -40,6 +40,8 @@ RESOLUTION_ROW_SCHEMA: dict[str, pl.DataType] = {
     "reverses": pl.String(),
     "problem": pl.String(),  # what is wrong with the row as read (a value that fits no column), else null
 }
+# The day's resolutions files as landed (raw.resolutions).
+RAW_RESOLUTION_SCHEMA: dict[str, pl.DataType] = {"business_date": pl.Date(), **RESOLUTION_ROW_SCHEMA}
 # Each item a resolution names, as the warehouse knows it: its state and figures; an unknown item has no row.
 ITEM_STATE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -70,6 +72,20 @@ VERDICT_SCHEMA: dict[str, pl.DataType] = {
     "comment": pl.String(),
     "resolved_by": pl.String(),
     "resolved_at": pl.Datetime("us", "UTC"),
+}
+
+# The resolution log (ops.resolution_log): every verdict, and a `reversed` row for a resolution a reverse undid.
+RESOLUTION_LOG_SCHEMA: dict[str, pl.DataType] = {**VERDICT_SCHEMA, "run_id": pl.String()}
+# Each item an applied resolution moved (recon.resolved_items): matched or written off, or given back to the
+# candidates by a reverse. `revived`: the item became a candidate of the day through it (a standing break, or
+# an item of the reversed resolution), so the day's candidates count it.
+RESOLVED_ITEM_SCHEMA: dict[str, pl.DataType] = {
+    "business_date": pl.Date(),
+    "resolution_id": pl.String(),
+    "action": pl.String(),
+    "source": pl.String(),
+    **ITEM_SCHEMA,
+    "revived": pl.Boolean(),
 }
 
 _ITEM_ACTIONS = [ACTION_MATCH, ACTION_WRITE_OFF]
@@ -108,28 +124,60 @@ def _row_reasons() -> pl.Expr:
 
 
 def judge_resolutions(
-    rows: pl.LazyFrame, item_states: pl.LazyFrame, applied_ids: pl.LazyFrame, business_date: date
+    rows: pl.LazyFrame,
+    item_states: pl.LazyFrame,
+    applied_ids: pl.LazyFrame,
+    business_date: date,
+    in_force_ids: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Each resolution of the day (its rows grouped by resolution_id), applied or rejected whole with its reason.
 
     `item_states` is ITEM_STATE_SCHEMA for the items the rows name; `applied_ids` holds `resolution_id` of every
-    resolution applied before the day and still in force (a reverse may name only those). A resolution id
-    already in the log is refused: each is applied once. Where two of the day's resolutions name one item, the
-    first in (file, line) order has it.
+    resolution applied before the day (each is applied once: its id is refused again), and `in_force_ids` of
+    those still in force, which a reverse may name (by default all of `applied_ids`). Where two of the day's
+    resolutions name one item, the first in (file, line) order has it.
     """
     ordered = rows.with_columns(order=pl.int_range(pl.len())).join(item_states, on=["source", "txn_id"], how="left")
-    # The first resolution (in file and line order) to name an item has it; a later one is refused.
-    first_claim = (
-        ordered.filter(pl.col("action").is_in(_ITEM_ACTIONS) & pl.col("txn_id").is_not_null())
-        .sort("order")
-        .group_by("source", "txn_id", maintain_order=True)
-        .agg(pl.col("resolution_id").first().alias("first_claim"))
+    # Two resolutions that name one item: the first (in file and line order) that is valid on its own has it,
+    # and a later one is refused; one refused for its own reasons claims nothing.
+    alone = _judged(ordered.with_columns(claimed_by=pl.lit(None, pl.String)), applied_ids, in_force_ids, business_date)
+    valid = alone.filter(pl.col("reason").is_null()).select("resolution_id").collect()
+    claims = _claims(
+        ordered.select("resolution_id", "action", "source", "txn_id").collect(), set(valid["resolution_id"])
     )
-    ordered = ordered.join(first_claim, on=["source", "txn_id"], how="left").with_columns(
-        claimed_by=pl.when(pl.col("first_claim") != pl.col("resolution_id")).then(pl.col("first_claim"))
+    ordered = ordered.join(claims.lazy(), on=["resolution_id", "source", "txn_id"], how="left")
+    return _judged(ordered, applied_ids, in_force_ids, business_date)
+
+
+def _claims(rows: pl.DataFrame, valid: set[str]) -> pl.DataFrame:
+    """For the items of valid resolutions, which earlier valid resolution already has them (greedily in order:
+    a resolution is accepted when none of its items is taken)."""
+    items_of: dict[str, list[tuple[str, str]]] = {}
+    for rid, action, source, txn_id in rows.iter_rows():
+        if rid in valid and action in _ITEM_ACTIONS and txn_id is not None:
+            items_of.setdefault(rid, []).append((source, txn_id))
+    taken: dict[tuple[str, str], str] = {}
+    lost: list[tuple[str, str, str, str]] = []
+    for rid, items in items_of.items():
+        holders = [(item, taken[item]) for item in items if taken.get(item, rid) != rid]
+        if holders:
+            lost += [(rid, source, txn_id, holder) for (source, txn_id), holder in holders]
+        else:
+            taken.update(dict.fromkeys(items, rid))
+    return pl.DataFrame(
+        lost,
+        schema={"resolution_id": pl.String, "source": pl.String, "txn_id": pl.String, "claimed_by": pl.String},
+        orient="row",
     )
+
+
+def _judged(
+    ordered: pl.LazyFrame, applied_ids: pl.LazyFrame, in_force_ids: pl.LazyFrame | None, business_date: date
+) -> pl.LazyFrame:
+    """The verdicts, once each row knows its item's state and whether an earlier resolution claimed it."""
     ordered = ordered.with_columns(row_reason=_row_reasons())
     applied = applied_ids.select("resolution_id").unique().with_columns(already=pl.lit(True))
+    in_force = (applied_ids if in_force_ids is None else in_force_ids).select("resolution_id").unique()
     ledger = pl.col("source") == "ledger"
     grouped = (
         ordered.sort("order")
@@ -156,7 +204,11 @@ def judge_resolutions(
             pl.col("resolved_at").drop_nulls().first(),
         )
         .join(applied, on="resolution_id", how="left")
-        .join(applied.rename({"resolution_id": "reverses", "already": "reversible"}), on="reverses", how="left")
+        .join(
+            in_force.with_columns(reversible=pl.lit(True)).rename({"resolution_id": "reverses"}),
+            on="reverses",
+            how="left",
+        )
     )
     # A resolution reversed twice in the day: the first reverse undoes it, a later one has nothing left to undo.
     first_reverse = (
@@ -245,4 +297,63 @@ def _verdict() -> pl.Expr:
             pl.format("reversal of nothing: {} is already reversed by {}", pl.col("reverses"), pl.col("first_reverse"))
         )
         .alias("reason")
+    )
+
+
+def resolved_items(
+    verdicts: pl.DataFrame, rows: pl.DataFrame, items: pl.DataFrame, in_force: pl.DataFrame, business_date: date
+) -> pl.DataFrame:
+    """The items the day's applied resolutions move (RESOLVED_ITEM_SCHEMA), in resolution and item order.
+
+    `items` holds the named items' fields (source + ITEM_SCHEMA) and `standing` (a standing break, so naming it
+    revives it); `in_force` holds the items of the resolutions in force (resolution_id, source + ITEM_SCHEMA),
+    which a reverse gives back to the candidates.
+    """
+    applied = verdicts.filter(pl.col("status") == STATUS_APPLIED).select("resolution_id", "action", "reverses")
+    decided = (
+        applied.filter(pl.col("action").is_in(_ITEM_ACTIONS))
+        .join(rows.select("resolution_id", "source", "txn_id").unique(), on="resolution_id")
+        .join(items, on=["source", "txn_id"])
+        .with_columns(revived=pl.col("standing"))
+    )
+    given_back = (
+        applied.filter(pl.col("action") == ACTION_REVERSE)
+        .join(in_force.rename({"resolution_id": "reverses"}), on="reverses")
+        .with_columns(revived=pl.lit(True))
+    )
+    columns = [c for c in RESOLVED_ITEM_SCHEMA if c != "business_date"]
+    return (
+        pl.concat([decided.select(columns), given_back.select(columns)])
+        .with_columns(business_date=pl.lit(business_date))
+        .select(list(RESOLVED_ITEM_SCHEMA))
+        .cast(RESOLVED_ITEM_SCHEMA)  # type: ignore[arg-type]
+        .sort("resolution_id", "source", "txn_id")
+    )
+
+
+def manual_matches(verdicts: pl.DataFrame, resolved: pl.DataFrame, business_date: date) -> pl.DataFrame:
+    """The manual matches (MATCH_SCHEMA, pass `manual`) of the day's applied match resolutions: one row per
+    item pairing, the ledger and bank items zipped in txn_id order, so N:M groups need no fan-out."""
+    matched = resolved.filter(pl.col("action") == ACTION_MATCH).sort("txn_id")
+    side = {
+        source: matched.filter(pl.col("source") == source).with_columns(_k=pl.int_range(pl.len()).over("resolution_id"))
+        for source in ("ledger", "bank")
+    }
+    pairs = side["ledger"].join(side["bank"], on=["resolution_id", "_k"], how="full", coalesce=True, suffix="_bank")
+    write_offs = verdicts.filter(pl.col("status") == STATUS_APPLIED).select("resolution_id", "write_off_amount")
+    return (
+        pairs.join(write_offs, on="resolution_id", how="left")
+        .select(
+            pl.lit(business_date).alias("business_date"),
+            pl.format("{}:{}", pl.lit(PASS_MANUAL), pl.col("resolution_id")).alias("match_id"),
+            pl.lit(PASS_MANUAL).alias("match_pass"),
+            pl.coalesce("account_id", "account_id_bank").alias("account_id"),
+            pl.coalesce("currency", "currency_bank").alias("currency"),
+            *both_sides(),
+            pl.coalesce("reference_norm", "reference_norm_bank").alias("reference_norm"),
+            "resolution_id",
+            pl.col("write_off_amount").fill_null(_ZERO),
+        )
+        .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
+        .sort("match_id", "ledger_txn_id", "bank_txn_id", nulls_last=True)
     )

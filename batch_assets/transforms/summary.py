@@ -12,7 +12,8 @@ from batch_assets.transforms.exceptions import (
     STATUS_OPEN,
     business_day_age,
 )
-from batch_assets.transforms.matching import PASSES
+from batch_assets.transforms.matching import PASS_MANUAL, PASSES
+from batch_assets.transforms.resolutions import ACTION_REVERSE, ACTION_WRITE_OFF
 
 ALL = "*"  # the account_id (and currency) of total rows
 AGE_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -37,8 +38,17 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "amount_mismatches",
     "standing_breaks",
     *[name for name, _, _ in AGE_BUCKETS],
+    f"matches_{PASS_MANUAL}",
+    "resolved_items",
+    "written_off_items",
 )
-MONEY_COLUMNS: tuple[str, ...] = ("break_value_ledger", "break_value_bank", "amount_mismatch_value")
+MONEY_COLUMNS: tuple[str, ...] = (
+    "break_value_ledger",
+    "break_value_bank",
+    "amount_mismatch_value",
+    "resolved_value",
+    "written_off_value",
+)
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "business_date": pl.Date(),
     "account_id": pl.String(),
@@ -62,14 +72,33 @@ def account_figures(
     matches: pl.DataFrame,
     classified: pl.DataFrame,
     standing: pl.DataFrame,
+    resolved: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row of counts and money per (account, currency), without match rate or totals.
 
-    `ledger`/`bank` are the day's candidates, `classified` the unmatched items with categories, `standing` the
-    breaks that expired on earlier days and are not resolved (account_id, currency, booking_date). Match rate
-    is matched items / candidate items. Break values are sums of absolute amounts; the grand total, which
-    mixes currencies, has no money values.
+    `ledger`/`bank` are the day's staged and carried items, `classified` the unmatched items with categories,
+    `standing` the breaks that expired on earlier days and are not resolved (account_id, currency,
+    booking_date), `resolved` the items the day's resolutions moved (source, account_id, currency, action,
+    amount, revived): a revived one is a candidate too. Match rate is matched items / candidate items. Break
+    values are sums of absolute amounts; resolved and written-off values too, a match's written-off difference
+    included; the grand total, which mixes currencies, has no money values.
     """
+    if resolved is None:
+        resolved = pl.DataFrame(
+            schema={"source": pl.String, "account_id": pl.String, "currency": pl.String, "action": pl.String,
+                    "amount": MONEY, "revived": pl.Boolean}
+        )  # fmt: skip
+    revived = resolved.filter("revived")
+    ledger = pl.concat([ledger.select(_KEYS), revived.filter(pl.col("source") == "ledger").select(_KEYS)])
+    bank = pl.concat([bank.select(_KEYS), revived.filter(pl.col("source") == "bank").select(_KEYS)])
+    decided = resolved.filter(pl.col("action") != ACTION_REVERSE)
+    manual = matches.filter(pl.col("match_pass") == PASS_MANUAL).unique("match_id")
+    written_off = pl.concat(
+        [
+            decided.filter(pl.col("action") == ACTION_WRITE_OFF).select(*_KEYS, pl.col("amount").abs().alias("_v")),
+            manual.select(*_KEYS, pl.col("write_off_amount").abs().alias("_v")),
+        ]
+    )
     unmatched = classified.with_columns(
         pl.col("age_days").alias("_age"), (pl.col("status") == STATUS_OPEN).alias("carried")
     )
@@ -83,12 +112,17 @@ def account_figures(
             matches.filter(pl.col("match_pass") == p)
             .group_by(_KEYS)
             .agg(pl.col("match_id").n_unique().alias(f"matches_{p}"))
-            for p in PASSES
+            for p in (PASS_MANUAL, *PASSES)
         ],
         matches.group_by(_KEYS).agg(
-            pl.col("ledger_txn_id").n_unique().alias("matched_ledger"),
-            pl.col("bank_txn_id").n_unique().alias("matched_bank"),
+            pl.col("ledger_txn_id").drop_nulls().n_unique().alias("matched_ledger"),
+            pl.col("bank_txn_id").drop_nulls().n_unique().alias("matched_bank"),
         ),
+        decided.group_by(_KEYS).agg(
+            pl.len().alias("resolved_items"), pl.col("amount").abs().sum().alias("resolved_value")
+        ),
+        _count(decided, "written_off_items", pl.col("action") == ACTION_WRITE_OFF),
+        written_off.filter(pl.col("_v") != 0).group_by(_KEYS).agg(pl.col("_v").sum().alias("written_off_value")),
         _count(unmatched, "open_ledger", (pl.col("source") == "ledger") & pl.col("carried")),
         _count(unmatched, "open_bank", (pl.col("source") == "bank") & pl.col("carried")),
         _count(unmatched, "expired_ledger", (pl.col("source") == "ledger") & ~pl.col("carried")),

@@ -27,10 +27,10 @@ from batch_assets.landing import (
 from batch_assets.partitions import DAILY, tagged_days
 from batch_assets.resources import LandingZoneResource
 from batch_assets.settings import Settings, setting
-from batch_assets.transforms.contract import SOURCES
+from batch_assets.transforms.contract import LANDING_SOURCES, SOURCES
 
 OPEN_ITEMS_KEY = dg.AssetKey(["recon", "open_items"])
-RAW_KEYS = {source: dg.AssetKey(["raw", source]) for source in SOURCES}
+RAW_KEYS = {source: dg.AssetKey(["raw", source]) for source in LANDING_SOURCES}
 FILE_LOG_KEY = dg.AssetKey(["ops", "file_log"])
 # A run of these may still be reading a day's files, or about to: the warehouse may soon hold other bytes.
 UNFINISHED = [
@@ -122,11 +122,11 @@ class Held:
     def holds(self, files: list[LandingFile], shas: dict[str, str]) -> bool:
         """Whether the day already holds exactly these bytes, all from the latest ingest: then nothing after
         that ingest failed part-way, and a run would change nothing."""
-        if self.ingest_run is None or any(self.runs.get(source) != self.ingest_run for source in SOURCES):
+        if self.ingest_run is None or any(self.runs.get(source) != self.ingest_run for source in LANDING_SOURCES):
             return False
         return all(
-            set(self.files[source].values()) == {shas[f.name] for f in files if f.source == source}
-            for source in SOURCES
+            set(self.files.get(source, {}).values()) == {shas[f.name] for f in files if f.source == source}
+            for source in LANDING_SOURCES
         )
 
 
@@ -158,7 +158,7 @@ def _unfinished_run(instance: dg.DagsterInstance, day: str) -> bool:
 
 def _done_markers(root: Path) -> set[str]:
     markers: set[str] = set()
-    for source in SOURCES:
+    for source in LANDING_SOURCES:
         folder = root / source
         if folder.is_dir() and not folder.is_symlink():
             with os.scandir(folder) as entries:

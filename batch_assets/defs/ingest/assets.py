@@ -1,4 +1,5 @@
-"""Ingest stage: land a business day's files into raw.ledger, raw.bank and the file log, in one transaction."""
+"""Ingest stage: land a business day's files into raw.ledger, raw.bank, raw.resolutions and the file log, in one
+transaction."""
 
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,6 +15,8 @@ from batch_assets.landing import (
     land_file,
     scan_landing,
 )
+from batch_assets.landing.resolutions import read_resolutions
+from batch_assets.landing.zone import held_open
 from batch_assets.partitions import DAILY, ON_WAREHOUSE_HOST, ONE_RUN, WAREHOUSE_POOL
 from batch_assets.progress import ProgressResource
 from batch_assets.resources import LandingZoneResource, WarehouseResource
@@ -21,6 +24,7 @@ from batch_assets.retries import TRANSIENT_RETRY, fail_fast_unless_transient
 from batch_assets.stage import StageRun, run_stage, table_key
 from batch_assets.storage import LandedFile, PartitionWrite, Warehouse
 from batch_assets.transforms.contract import (
+    RESOLUTIONS,
     SOURCES,
     STATUS_DUPLICATE,
     STATUS_INGESTED,
@@ -32,9 +36,11 @@ from batch_assets.transforms.deliveries import (
     mark_duplicates,
     next_file_log,
 )
+from batch_assets.transforms.resolutions import RAW_RESOLUTION_SCHEMA
 from batch_assets.transforms.validate import valid_amount_total
 
 FILE_LOG = "ops.file_log"
+RAW_RESOLUTIONS = f"raw.{RESOLUTIONS}"
 
 
 def _raw_table(source: str) -> str:
@@ -54,6 +60,13 @@ def _raw_table(source: str) -> str:
             )
             for source in SOURCES
         ],
+        dg.AssetSpec(
+            table_key(RAW_RESOLUTIONS),
+            description="The day's resolutions as decided in its resolutions files: one row per item, typed, with "
+            "file name and line number; the match stage judges and applies them.",
+            group_name="ingest",
+            kinds={"duckdb", "polars"},
+        ),
         dg.AssetSpec(
             table_key(FILE_LOG),
             description="Every delivered file of the day: sha256, size, status (ingested, rejected, duplicate, "
@@ -79,7 +92,8 @@ def ingest(
 
     Every file of the day is judged, and every rejected file is recorded in the file log with its reason. A
     source with a rejected file (or with no file at all) fails and keeps its previous raw data; the other
-    source still lands.
+    source still lands. Resolutions hold no day back: a rejected resolutions file is logged (and alerted on by
+    the resolution log's check), and the day's other resolutions files still land.
     """
     yield from run_stage("ingest", context, warehouse, lambda stage: _ingest_day(stage, landing, progress))
 
@@ -122,9 +136,12 @@ def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: Progres
         stage.context.log, "ingest", total=sum(d.newlines for d in digests.values()), unit="lines"
     )
     landed: dict[str, LandedFile] = {}
+    decided: dict[str, pl.DataFrame] = {}
     try:
         for file in files:
-            if file.name in digests:
+            if file.name in digests and file.source == RESOLUTIONS:
+                outcomes[file.name] = _read_decisions(file, decided)
+            elif file.name in digests:
                 outcomes[file.name] = _land(file, digests[file.name], wh, run.run_id, landed)
                 tracker.advance(digests[file.name].newlines, note=file.name)
             status, reason, _ = outcomes[file.name]
@@ -156,6 +173,23 @@ def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: Progres
                     input_hashes=ingested["sha256"].to_list(),
                 )
             )
+        resolutions = deliveries.filter((pl.col("source") == RESOLUTIONS) & (pl.col("status") == STATUS_INGESTED))
+        writes.append(
+            PartitionWrite(
+                table=RAW_RESOLUTIONS,
+                business_date=day,
+                data=pl.concat(
+                    [
+                        pl.DataFrame(schema=RAW_RESOLUTION_SCHEMA),
+                        *(decided[n].with_columns(business_date=pl.lit(day)) for n in resolutions["file_name"]),
+                    ],
+                    how="diagonal",
+                ).select(list(RAW_RESOLUTION_SCHEMA)),
+                allow_empty=True,
+                input_hashes=resolutions["sha256"].to_list(),
+                amount_total_sql="sum(write_off_amount)",
+            )
+        )
         file_log = next_file_log(deliveries, previous_log, failures.keys(), datetime.now(UTC))
         writes.append(
             PartitionWrite(
@@ -175,7 +209,7 @@ def _ingest_day(stage: StageRun, landing: LandingZoneResource, progress: Progres
             if name in landed:
                 landed[name].path.unlink(missing_ok=True)
 
-    for source in SOURCES:
+    for source in (*SOURCES, RESOLUTIONS):
         if source in failures:
             continue
         source_files = deliveries.filter(pl.col("source") == source)
@@ -227,6 +261,17 @@ def _land(
         partial.unlink(missing_ok=True)
     landed[file.name] = LandedFile(file.name, digest.sha256, target, rows, total)
     return STATUS_INGESTED, None, rows
+
+
+def _read_decisions(file: LandingFile, decided: dict[str, pl.DataFrame]) -> tuple[str, str | None, int | None]:
+    """Read one resolutions file strictly; (status, reason, decided rows). Its rows are judged in matching."""
+    try:
+        with held_open(file) as held:
+            rows = read_resolutions(held.path, file.name)
+    except RejectedFile as error:
+        return STATUS_REJECTED, error.reason, None
+    decided[file.name] = rows
+    return STATUS_INGESTED, None, rows.height
 
 
 def _apply_outcomes(deliveries: pl.DataFrame, outcomes: dict[str, tuple[str, str | None, int | None]]) -> pl.DataFrame:

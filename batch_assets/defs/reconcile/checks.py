@@ -11,25 +11,31 @@ from batch_assets.storage import Warehouse
 from batch_assets.transforms.contract import SOURCES
 from batch_assets.transforms.summary import ALL
 
+RESOLVED = "recon.resolved_items"
+
 
 def _items_conserved(c: CheckDay) -> dg.AssetCheckResult:
     # Every figure comes from the commits that wrote the partitions (the stage's own transaction).
-    tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items"]
+    tables = [*(f"staging.{source}" for source in SOURCES), "recon.matches", "recon.open_items", RESOLVED]
     today = c.wh.partition_figures(tables, c.day)
     yesterday = c.wh.partition_figures(["recon.open_items"], c.day - timedelta(days=1))
-    open_today, matches = today["recon.open_items"], today["recon.matches"]
+    open_today, matches, resolved = today["recon.open_items"], today["recon.matches"], today[RESOLVED]
     sides = {
         source: {
             "staged": today[f"staging.{source}"].get("rows", 0),
             "carried_in": yesterday["recon.open_items"].get("carried_by_source", {}).get(source, 0),
+            "revived": resolved.get("revived_by_source", {}).get(source, 0),
             "matched": matches.get(f"distinct_{source}_txn_ids", 0),
+            "written_off": resolved.get("written_off_by_source", {}).get(source, 0),
             "carried_out": open_today.get("carried_by_source", {}).get(source, 0),
             "expired": open_today.get("expired_by_source", {}).get(source, 0),
         }
         for source in SOURCES
     }
     balanced = all(
-        v["staged"] + v["carried_in"] == v["matched"] + v["carried_out"] + v["expired"] for v in sides.values()
+        v["staged"] + v["carried_in"] + v["revived"]
+        == v["matched"] + v["written_off"] + v["carried_out"] + v["expired"]
+        for v in sides.values()
     )
     return dg.AssetCheckResult(
         passed=balanced,
@@ -41,15 +47,17 @@ def _matched_once(c: CheckDay) -> dg.AssetCheckResult:
     today = c.wh.partition_figures(["recon.matches"], c.day)["recon.matches"]
     (earlier,) = c.wh.query(
         """
-        WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day)
+        WITH today AS (SELECT ledger_txn_id, bank_txn_id FROM recon.matches WHERE business_date = $day),
+        undone AS (SELECT resolution_id FROM ops.resolution_log WHERE status = 'reversed' AND business_date <= $day)
         SELECT count(*) FROM recon.matches m WHERE m.business_date < $day
           AND (m.ledger_txn_id IN (SELECT ledger_txn_id FROM today)
                OR m.bank_txn_id IN (SELECT bank_txn_id FROM today))
+          AND (m.resolution_id IS NULL OR m.resolution_id NOT IN (SELECT resolution_id FROM undone))
         """,
         {"day": c.day},
     ).row(0)
     counts = {
-        "ledger_repeated": today.get("rows", 0) - today.get("distinct_ledger_txn_ids", 0),
+        "ledger_repeated": today.get("ledger_rows", today.get("rows", 0)) - today.get("distinct_ledger_txn_ids", 0),
         # (bank item, match) pairs beyond one per bank item: zero unless a bank item is in several matches.
         "bank_in_several_matches": today.get("bank_match_pairs", 0) - today.get("distinct_bank_txn_ids", 0),
         "matched_on_earlier_days": earlier,
@@ -63,18 +71,43 @@ def _matches_balance(c: CheckDay) -> dg.AssetCheckResult:
     result = c.wh.query(
         """
         WITH per_match AS (
-          SELECT match_id, sum(ledger_amount) AS ledger_total, min(bank_amount) AS bank_min,
-                 max(bank_amount) AS bank_max
-          FROM recon.matches WHERE business_date = $day GROUP BY match_id)
+          SELECT match_id, bool_or(resolution_id IS NOT NULL) AS manual, sum(ledger_amount) AS ledger_total,
+                 min(bank_amount) AS bank_min, max(bank_amount) AS bank_max, sum(bank_amount) AS bank_sum,
+                 coalesce(max(write_off_amount), 0) AS written_off
+          FROM recon.matches WHERE business_date = $day GROUP BY match_id),
+        totals AS (
+          SELECT *, CASE WHEN manual THEN bank_sum ELSE bank_max END AS bank_total FROM per_match)
         SELECT count(*) AS matches,
-               count(*) FILTER (ledger_total <> bank_max OR bank_min <> bank_max) AS unbalanced,
+               count(*) FILTER (manual AND coalesce(ledger_total, 0) - coalesce(bank_total, 0) <> written_off
+                                OR NOT manual AND (ledger_total <> bank_max OR bank_min <> bank_max)) AS unbalanced,
                CAST(coalesce(sum(ledger_total), 0) AS VARCHAR) AS ledger_total,
-               CAST(coalesce(sum(bank_max), 0) AS VARCHAR) AS bank_total
-        FROM per_match
+               CAST(coalesce(sum(bank_total), 0) AS VARCHAR) AS bank_total,
+               CAST(coalesce(sum(written_off), 0) AS VARCHAR) AS written_off
+        FROM totals
         """,
         {"day": c.day},
     ).row(0, named=True)
     return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
+
+
+def _resolutions_applied(c: CheckDay) -> dg.AssetCheckResult:
+    (rejected, rejected_files) = c.wh.query(
+        """
+        SELECT (SELECT count(*) FROM ops.resolution_log WHERE business_date = $day AND status = 'rejected'),
+               (SELECT count(*) FROM ops.file_log WHERE business_date = $day AND source = 'resolutions'
+                AND status = 'rejected')
+        """,
+        {"day": c.day},
+    ).row(0)
+    return dg.AssetCheckResult(
+        passed=rejected == rejected_files == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rejected_resolutions": rejected, "rejected_files": rejected_files},
+        description="Rejected resolutions are listed in ops.resolution_log with their reason: correct them in a "
+        "new resolutions file (a new resolution_id), or run `batch-assets breaks` for the current breaks."
+        if rejected or rejected_files
+        else None,
+    )
 
 
 def _summary_row(wh: Warehouse, day, where: str) -> list[dict]:
@@ -124,8 +157,8 @@ match_checks = checks_step(
         DayCheck(
             "recon.open_items",
             "items_conserved",
-            "Invariant 2, per side: candidates (staged today + carried from yesterday) = matched today + carried "
-            "into tomorrow + expired today.",
+            "Invariant 2, per side: candidates (staged today + carried from yesterday + revived by resolutions) = "
+            "matched today (manual included) + written off + carried into tomorrow + expired today.",
             _items_conserved,
             blocking=True,
         ),
@@ -141,9 +174,17 @@ match_checks = checks_step(
         DayCheck(
             "recon.matches",
             "matches_balance",
-            "Invariant 4: in every match the ledger amounts add up to the bank amount, to the cent.",
+            "Invariant 4: in every match the ledger amounts add up to the bank amount, to the cent; in a manual "
+            "match, up to the difference its resolution wrote off.",
             _matches_balance,
             blocking=True,
+        ),
+        DayCheck(
+            "ops.resolution_log",
+            "resolutions_applied",
+            "Every resolution of the day, and every resolutions file, was applied: a rejected one warns (and "
+            "alerts) with its reason in ops.resolution_log or ops.file_log.",
+            _resolutions_applied,
         ),
     ],
 )

@@ -18,10 +18,17 @@ from batch_assets.bucket_steps import (
     day_files,
     input_key,
 )
+from batch_assets.defs.reconcile.manual import (
+    RAW_RESOLUTIONS,
+    RESOLUTION_LOG,
+    RESOLVED_ITEMS,
+    Book,
+    plan_resolutions,
+)
 from batch_assets.partitions import DAILY, ONE_RUN
 from batch_assets.resources import MatchingResource
 from batch_assets.shared_store import BucketResult
-from batch_assets.stage import StageRun, table_key
+from batch_assets.stage import StageRun, markdown_table, table_key
 from batch_assets.storage import (
     ACCOUNT_BUCKET_KEY,
     CommitRecord,
@@ -29,13 +36,24 @@ from batch_assets.storage import (
     Warehouse,
 )
 from batch_assets.transforms.matching import (
+    MATCH_SCHEMA,
     OPEN_ITEM_SCHEMA,
+    PASS_MANUAL,
     PASSES,
     STAGED_ITEM_COLUMNS,
     items_from_open,
     items_from_staged,
     match_items,
     open_items,
+)
+from batch_assets.transforms.resolutions import (
+    ACTION_REVERSE,
+    ACTION_WRITE_OFF,
+    RESOLUTION_LOG_SCHEMA,
+    RESOLVED_ITEM_SCHEMA,
+    STATUS_APPLIED,
+    STATUS_REJECTED,
+    VERDICT_SCHEMA,
 )
 
 MATCHES = "recon.matches"
@@ -54,7 +72,11 @@ def _plan(p: Planning) -> Planned:
             for source, commit in commits.items():
                 if commit is None:
                     raise dg.Failure(f"staging.{source} has never been materialised for {day}", allow_retries=False)
-            per_day[day] = {"inputs": [commits[source].fingerprint for source in ("ledger", "bank")]}
+            resolutions = p.wh.last_commit(RAW_RESOLUTIONS, day)
+            per_day[day] = {
+                "inputs": [commits[source].fingerprint for source in ("ledger", "bank")]
+                + ([resolutions.fingerprint] if resolutions else [])
+            }
             most = max(most, *(commit.row_count for commit in commits.values()))
     matching: MatchingResource = p.context.resources.matching
     params = matching.parameters()
@@ -68,6 +90,7 @@ def _plan(p: Planning) -> Planned:
         for source in ("ledger", "bank"):
             key = input_key(f"staged/{source}", day)
             inputs[key] = p.export(f"staging.{source}", day, buckets, key, STAGED_ITEM_COLUMNS)
+    inputs.update(plan_resolutions(p, buckets))
     return Planned(
         per_day,
         by_bucket(inputs),
@@ -76,8 +99,10 @@ def _plan(p: Planning) -> Planned:
 
 
 def _compute(work: BucketWork) -> None:
-    """Match the bucket's candidates of each day in order; what a day leaves open is the next day's carry."""
+    """Match the bucket's candidates of each day in order, the day's resolutions first (pass `manual`); what a
+    day leaves open is the next day's carry."""
     carried = work.read("carried") if "carried" in work.task.inputs else pl.DataFrame(schema=OPEN_ITEM_SCHEMA)
+    book = Book.read(work)
     for day in work.task.days:
         candidates = {
             source: pl.concat(
@@ -85,21 +110,38 @@ def _compute(work: BucketWork) -> None:
             ).collect()
             for source in ("ledger", "bank")
         }
+        manual = pl.DataFrame(schema=MATCH_SCHEMA)
+        moved = pl.DataFrame(schema=RESOLVED_ITEM_SCHEMA)
+        log = pl.DataFrame(schema=RESOLUTION_LOG_SCHEMA)
+        if book is not None:
+            candidates, manual, moved, log = book.decide(day, candidates)
         matches = match_items(candidates["ledger"], candidates["bank"], day, work.params["date_tolerance_days"])
         left_open = open_items(candidates["ledger"], candidates["bank"], matches, day, work.params["carry_days"])
+        if book is not None:
+            book.after_passes(matches, left_open)
+        matches = pl.concat([manual, matches])
         counts: Counter[str] = Counter()
-        _count_bucket(counts, candidates, matches, left_open)
+        _count_bucket(counts, candidates, matches, left_open, moved, log)
         work.count(day, counts)
         work.publish(day, MATCHES, matches)
         work.publish(day, OPEN_ITEMS, left_open)
+        work.publish(day, RESOLVED_ITEMS, moved)
+        work.publish(day, RESOLUTION_LOG, log)
         carried = left_open
         del candidates, matches
 
 
 def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[BucketResult]):
-    """The day's matches and open items, every bucket's rows, in one transaction."""
+    """The day's matches, open items, moved items and resolution log, every bucket's rows, in one transaction."""
     inputs = planned["inputs"]
     counts = day_figures(stage, results)
+    log = _resolution_log(stage, results)
+    for row in log.iter_rows(named=True):
+        say = stage.context.log.warning if row["status"] == STATUS_REJECTED else stage.context.log.info
+        say(
+            f"resolution {row['resolution_id']} ({row['action']}, {row['file_name']} line {row['line_number']}): "
+            f"{row['status']}" + (f": {row['reason']}" if row["reason"] else "")
+        )
     records = stage.commit(
         [
             # Empty results are legitimate here: the inputs were committed, and nothing may simply match.
@@ -113,6 +155,21 @@ def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[Bucke
             ),
             PartitionWrite(
                 OPEN_ITEMS, stage.day, day_files(stage, results, OPEN_ITEMS), allow_empty=True, input_hashes=inputs
+            ),
+            PartitionWrite(
+                RESOLVED_ITEMS,
+                stage.day,
+                day_files(stage, results, RESOLVED_ITEMS),
+                allow_empty=True,
+                input_hashes=inputs,
+            ),
+            PartitionWrite(
+                RESOLUTION_LOG,
+                stage.day,
+                log,
+                allow_empty=True,
+                input_hashes=inputs,
+                amount_total_sql="sum(write_off_amount)",
             ),
         ]
     )
@@ -134,9 +191,47 @@ def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[Bucke
         candidates_ledger=counts["candidates_ledger"],
         candidates_bank=counts["candidates_bank"],
         match_rate=dg.MetadataValue.float(round(matched / items, 6) if items else 1.0),
-        **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in PASSES},
+        **{f"matches_{p}": dg.MetadataValue.int(counts[f"matches_{p}"]) for p in (PASS_MANUAL, *PASSES)},
         buckets=len(results),
     )
+    yield stage.result(
+        records[RESOLVED_ITEMS],
+        **{
+            f"{what}_{source}": dg.MetadataValue.int(counts[f"{what}_{source}"])
+            for what in ("revived", "written_off")
+            for source in ("ledger", "bank")
+        },
+    )
+    rejected = log.filter(pl.col("status") == STATUS_REJECTED)
+    yield stage.result(
+        records[RESOLUTION_LOG],
+        **{f"resolutions_{status}": dg.MetadataValue.int(n) for status, n in _by_status(log).items()},
+        rejected=dg.MetadataValue.md(
+            markdown_table(rejected.select("resolution_id", "file_name", "line_number", "reason"))
+        ),
+    )
+
+
+def _resolution_log(stage: StageRun, results: list[BucketResult]) -> pl.DataFrame:
+    """The day's log rows from every bucket; a row the day's log already holds, unchanged, keeps the run that
+    first wrote it, so a re-run leaves the log identical."""
+    files = day_files(stage, results, RESOLUTION_LOG)
+    fresh = pl.concat([pl.DataFrame(schema=RESOLUTION_LOG_SCHEMA), *(pl.read_parquet(f) for f in files)])
+    with stage.wh.reading():
+        before = stage.wh.read_partition(RESOLUTION_LOG, stage.day).cast(RESOLUTION_LOG_SCHEMA)  # type: ignore[arg-type]
+    kept = before.select(*VERDICT_SCHEMA, pl.col("run_id").alias("_was")).unique(list(VERDICT_SCHEMA), keep="first")
+    return (
+        fresh.drop("run_id")
+        .join(kept, on=list(VERDICT_SCHEMA), how="left", nulls_equal=True)
+        .with_columns(run_id=pl.coalesce("_was", pl.lit(stage.run.run_id)))
+        .select(list(RESOLUTION_LOG_SCHEMA))
+        .sort("file_name", "line_number", "status")
+    )
+
+
+def _by_status(log: pl.DataFrame) -> dict[str, int]:
+    found = dict(log.group_by("status").len().iter_rows())
+    return {status: found.get(status, 0) for status in (STATUS_APPLIED, STATUS_REJECTED, "reversed")}
 
 
 MATCH = BucketedStage(
@@ -154,6 +249,19 @@ MATCH = BucketedStage(
             "again the next day, the others expired here.",
             kinds={"duckdb", "polars"},
         ),
+        "resolved_items": dg.AssetOut(
+            key=table_key(RESOLVED_ITEMS),
+            description="Every item the day's applied resolutions moved: matched or written off (pass `manual`), "
+            "or given back to the candidates by a reverse.",
+            kinds={"duckdb", "polars"},
+        ),
+        "resolution_log": dg.AssetOut(
+            key=table_key(RESOLUTION_LOG),
+            description="The audit trail: every resolution of the day with its file and line, status (applied, "
+            "rejected, reversed) and reason, figures, and the run that applied it. Nothing is deleted: a reversal "
+            "is a new row.",
+            kinds={"duckdb"},
+        ),
     },
     plan=_plan,
     compute=_compute,
@@ -168,23 +276,36 @@ MATCH = BucketedStage(
     ins={
         "staging_ledger": dg.AssetIn(table_key("staging.ledger"), dagster_type=dg.Nothing),
         "staging_bank": dg.AssetIn(table_key("staging.bank"), dagster_type=dg.Nothing),
+        "raw_resolutions": dg.AssetIn(table_key(RAW_RESOLUTIONS), dagster_type=dg.Nothing),
     },
     partitions_def=DAILY,
     backfill_policy=ONE_RUN,
     group_name="reconcile",
 )
-def match(staging_ledger, staging_bank):
-    """Candidates are the day's staged rows plus yesterday's carried open items; the passes run in order."""
-    return MATCH.steps([staging_ledger, staging_bank])
+def match(staging_ledger, staging_bank, raw_resolutions):
+    """Candidates are the day's staged rows plus yesterday's carried open items; the day's resolutions apply
+    first (pass `manual`), then the passes run in order."""
+    return MATCH.steps([staging_ledger, staging_bank, raw_resolutions])
 
 
 def _count_bucket(
-    counts: Counter[str], candidates: dict[str, pl.DataFrame], matches: pl.DataFrame, left_open: pl.DataFrame
+    counts: Counter[str],
+    candidates: dict[str, pl.DataFrame],
+    matches: pl.DataFrame,
+    left_open: pl.DataFrame,
+    moved: pl.DataFrame,
+    log: pl.DataFrame,
 ) -> None:
-    """Add one bucket's figures to the day's: buckets hold disjoint accounts, so the figures add up."""
+    """Add one bucket's figures to the day's: buckets hold disjoint accounts, so the figures add up. The
+    candidates are those the passes saw plus the items resolutions took out before them."""
     for source in ("ledger", "bank"):
-        counts[f"candidates_{source}"] += candidates[source].height
-        counts[f"matched_{source}"] += matches[f"{source}_txn_id"].n_unique()
+        mine = moved.filter(pl.col("source") == source)
+        counts[f"candidates_{source}"] += (
+            candidates[source].height + mine.filter(pl.col("action") != ACTION_REVERSE).height
+        )
+        counts[f"matched_{source}"] += matches[f"{source}_txn_id"].drop_nulls().n_unique()
+        counts[f"revived_{source}"] += mine.filter("revived").height
+        counts[f"written_off_{source}"] += mine.filter(pl.col("action") == ACTION_WRITE_OFF).height
         mine = left_open.filter(pl.col("source") == source)
         counts[f"open_{source}"] += mine.filter("carried").height
         counts[f"expired_{source}"] += mine.filter(~pl.col("carried")).height

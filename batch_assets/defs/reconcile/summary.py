@@ -8,11 +8,12 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.bucket_steps import BucketedStage, BucketWork, Planned, Planning, by_bucket, day_files, input_key
+from batch_assets.defs.reconcile.manual import RESOLVED_ITEMS
 from batch_assets.defs.reconcile.match import OPEN_ITEMS, carried_commit
 from batch_assets.partitions import DAILY, ONE_RUN
 from batch_assets.resources import MatchingResource
 from batch_assets.shared_store import BucketResult
-from batch_assets.stage import StageRun, money_metadata, table_key
+from batch_assets.stage import StageRun, markdown_table, money_metadata, table_key
 from batch_assets.storage import ACCOUNT_BUCKET_KEY, STANDING_BREAKS, PartitionWrite
 from batch_assets.transforms.exceptions import classify
 from batch_assets.transforms.matching import OPEN_ITEM_SCHEMA, PASSES
@@ -20,11 +21,14 @@ from batch_assets.transforms.summary import ALL, account_figures, roll_up
 
 SUMMARY = "recon.summary"
 # What the summary needs of the matches; the rest of their columns would only take memory.
-MATCH_COLUMNS = ["account_id", "currency", "match_pass", "match_id", "ledger_txn_id", "bank_txn_id"]
+MATCH_COLUMNS = [
+    "account_id", "currency", "match_pass", "match_id", "ledger_txn_id", "bank_txn_id", "write_off_amount"
+]  # fmt: skip
+RESOLVED_COLUMNS = ["source", "account_id", "currency", "action", "amount", "revived"]
 
 
 KEYS = ["account_id", "currency"]
-UPSTREAM = ("recon.matches", "recon.open_items", "recon.exceptions")
+UPSTREAM = ("recon.matches", "recon.open_items", "recon.exceptions", "recon.resolved_items")
 
 
 def _plan(p: Planning) -> Planned:
@@ -46,7 +50,10 @@ def _plan(p: Planning) -> Planned:
     buckets = p.wh.buckets(most, ACCOUNT_BUCKET_KEY)
     inputs = {}
     for day in p.days:
-        named = {name: input_key(name, day) for name in ("carried", "ledger", "bank", "matches", "open", "standing")}
+        named = {
+            name: input_key(name, day)
+            for name in ("carried", "ledger", "bank", "matches", "open", "standing", "resolved")
+        }
         if carried_from[day]:
             previous = day - timedelta(days=1)
             inputs[named["carried"]] = p.export(
@@ -56,6 +63,7 @@ def _plan(p: Planning) -> Planned:
             inputs[named[source]] = p.export(f"staging.{source}", day, buckets, named[source], KEYS)
         inputs[named["matches"]] = p.export("recon.matches", day, buckets, named["matches"], MATCH_COLUMNS)
         inputs[named["open"]] = p.export(OPEN_ITEMS, day, buckets, named["open"])
+        inputs[named["resolved"]] = p.export(RESOLVED_ITEMS, day, buckets, named["resolved"], RESOLVED_COLUMNS)
         inputs[named["standing"]] = p.export(
             STANDING_BREAKS, day, buckets, named["standing"], ["account_id", "currency", "booking_date"], before=True
         )
@@ -81,6 +89,7 @@ def _compute(work: BucketWork) -> None:
             work.read("matches", day),
             classified,
             work.read("standing", day),
+            work.read("resolved", day),
         )
         work.publish(day, "per_account", figures)
         work.count(day, {"accounts": figures.height})
@@ -125,6 +134,7 @@ def _commit_day(stage: StageRun, planned: Mapping[str, Any], results: list[Bucke
             # So that alerting reads the day's numbers from the event log, never from the warehouse, whose
             # file lock a reader would contend for with the writing runs.
             "exceptions": dg.MetadataValue.int(planned["exceptions"]),
+            "top_breaks": dg.MetadataValue.md(_top_breaks(stage)),
         },
     )
 
@@ -155,5 +165,29 @@ SUMMARY_STAGE = BucketedStage(
     backfill_policy=ONE_RUN,
     group_name="reconcile",
 )
-def recon_summary(recon_matches, recon_open_items, recon_exceptions):
-    return SUMMARY_STAGE.steps([recon_matches, recon_open_items, recon_exceptions])
+def recon_summary(recon_matches, recon_open_items, recon_exceptions, recon_resolved_items):
+    return SUMMARY_STAGE.steps([recon_matches, recon_open_items, recon_exceptions, recon_resolved_items])
+
+
+_BREAKS_OF_THE_DAY = """
+SELECT source, txn_id, account_id, currency, amount, category, status, booking_date
+FROM recon.exceptions WHERE is_break AND business_date = $day AND status = 'open'
+UNION ALL
+SELECT source, txn_id, account_id, currency, amount, category, status, booking_date
+FROM recon.standing_breaks WHERE is_break AND business_date < $day AND (revived_on IS NULL OR revived_on > $day)
+"""
+
+
+def _top_breaks(stage: StageRun, n: int = 10) -> str:
+    """The day's open and standing breaks that most need a person: the largest, and the oldest."""
+    with stage.wh.reading():
+        breaks = stage.wh.query(_BREAKS_OF_THE_DAY, {"day": stage.day})
+    # Calendar days, as the breaks sheet counts them.
+    age = (pl.lit(stage.day) - pl.col("booking_date")).dt.total_days()
+    breaks = breaks.with_columns(age_days=age).drop("booking_date")
+    by_value = breaks.sort(pl.col("amount").abs(), "txn_id", descending=[True, False]).head(n)
+    by_age = breaks.sort("age_days", "txn_id", descending=[True, False]).head(n)
+    return (
+        f"**Largest breaks** ({breaks.height} open and standing; `batch-assets breaks --day {stage.day} --out "
+        f"FILE.xlsx` lists them all)\n\n{markdown_table(by_value)}\n\n**Oldest breaks**\n\n{markdown_table(by_age)}"
+    )
