@@ -171,7 +171,7 @@ def recon_summary(recon_matches, recon_open_items, recon_exceptions, recon_resol
 
 _BREAKS_OF_THE_DAY = """
 SELECT source, txn_id, account_id, currency, amount, category, status, booking_date
-FROM recon.exceptions WHERE is_break AND business_date = $day AND status = 'open'
+FROM recon.exceptions WHERE business_date = $day AND status = 'open'
 UNION ALL
 SELECT source, txn_id, account_id, currency, amount, category, status, booking_date
 FROM recon.standing_breaks WHERE is_break AND business_date < $day AND (revived_on IS NULL OR revived_on > $day)
@@ -179,7 +179,8 @@ FROM recon.standing_breaks WHERE is_break AND business_date < $day AND (revived_
 
 
 def _top_breaks(stage: StageRun, n: int = 10) -> str:
-    """The day's open and standing breaks that most need a person: the largest, and the oldest."""
+    """The day's exceptions (open breaks and amount mismatches) and standing breaks that most need a person: the
+    largest, and the oldest."""
     with stage.wh.reading():
         breaks = stage.wh.query(_BREAKS_OF_THE_DAY, {"day": stage.day})
     # Calendar days, as the breaks sheet counts them.
@@ -188,6 +189,6 @@ def _top_breaks(stage: StageRun, n: int = 10) -> str:
     by_value = breaks.sort(pl.col("amount").abs(), "txn_id", descending=[True, False]).head(n)
     by_age = breaks.sort("age_days", "txn_id", descending=[True, False]).head(n)
     return (
-        f"**Largest breaks** ({breaks.height} open and standing; `batch-assets breaks --day {stage.day} --out "
-        f"FILE.xlsx` lists them all)\n\n{markdown_table(by_value)}\n\n**Oldest breaks**\n\n{markdown_table(by_age)}"
+        f"**Largest breaks** ({breaks.height} open exceptions and standing breaks; `batch-assets breaks --day "
+        f"{stage.day} --out FILE.xlsx` lists the breaks to decide on)\n\n{markdown_table(by_value)}\n\n**Oldest breaks**\n\n{markdown_table(by_age)}"
     )
