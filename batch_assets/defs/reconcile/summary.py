@@ -188,7 +188,8 @@ def _top_breaks(stage: StageRun, n: int = 10) -> str:
     breaks = breaks.with_columns(age_days=age).drop("booking_date")
     by_value = breaks.sort(pl.col("amount").abs(), "txn_id", descending=[True, False]).head(n)
     by_age = breaks.sort("age_days", "txn_id", descending=[True, False]).head(n)
-    return (
+    heading = (
         f"**Largest breaks** ({breaks.height} open exceptions and standing breaks; `batch-assets breaks --day "
-        f"{stage.day} --out FILE.xlsx` lists the breaks to decide on)\n\n{markdown_table(by_value)}\n\n**Oldest breaks**\n\n{markdown_table(by_age)}"
+        f"{stage.day} --out FILE.xlsx` lists the breaks to decide on)"
     )
+    return f"{heading}\n\n{markdown_table(by_value)}\n\n**Oldest breaks**\n\n{markdown_table(by_age)}"
