@@ -511,3 +511,24 @@ def test_files_renamed_or_touched_after_reconciliation_raise_no_late_file_alert(
     # The sensor looks at the day again; the warehouse already holds its bytes, so nothing is run again.
     assert requests == [] and f"the warehouse already holds the files of {day}" in skip
     assert late_file_alerts(home) == []
+
+
+def test_a_rejected_resolution_alerts_once_with_its_day_and_a_next_step(
+    landing: Path, home: Path, instance: dg.DagsterInstance
+) -> None:
+    deliver_good_day(landing, D1)
+    columns = ("resolution_id", "action", "source", "txn_id", "write_off_amount", "reason_code", "comment",
+               "resolved_by", "resolved_at")  # fmt: skip
+    unknown = {"resolution_id": "R1", "action": "write_off", "source": "ledger", "txn_id": "NOBODY",
+               "reason_code": "X", "resolved_by": "ana", "resolved_at": "2026-11-03T09:00:00Z"}  # fmt: skip
+    write_landing(landing, "resolutions", D1, csv_text([unknown], columns))
+    assert run_day(instance, D1).success  # a rejected resolution holds no day back
+    first = tick(alerting.check_failure_alert, instance, None)
+    tick(alerting.check_failure_alert, instance, first.cursor)
+
+    (alert,) = [a for a in alert_lines(home / "alerts.jsonl") if a["details"]["check"] == "resolutions_applied"]
+    assert alert["key"] == f"check:ops/resolution_log:resolutions_applied:{D1}:{alert['run_id']}"
+    assert (alert["severity"], alert["business_date"]) == ("ERROR", str(D1))
+    metadata = alert["details"]["metadata"]
+    assert (metadata["rejected_resolutions"], metadata["rejected_files"]) == (1, 0)
+    assert "new resolutions file" in metadata["next_step"] and "new resolutions file" in alert["text"]

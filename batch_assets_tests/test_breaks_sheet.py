@@ -14,6 +14,7 @@ import pytest
 
 from batch_assets.generator import generate
 from batch_assets.landing.resolutions import read_resolutions
+from batch_assets.storage import Warehouse
 from batch_assets.transforms.breaks import SHEET_COLUMNS, break_sheet, spreadsheet_safe
 from batch_assets.transforms.resolutions import STATE_OPEN, STATUS_APPLIED, judge_resolutions
 from batch_assets_tests.test_ingest_and_validate import failure_message, run_day
@@ -38,7 +39,9 @@ def export(home: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_days_breaks_export_filled_in_and_read_back_as_resolutions(reconciled_week: Path, tmp_path: Path) -> None:
+def test_the_days_breaks_export_filled_in_landed_and_applied(
+    reconciled_week: Path, tmp_path: Path, landing: Path, instance: dg.DagsterInstance
+) -> None:
     out = tmp_path / "breaks.xlsx"
     done = export(reconciled_week, out)
     assert done.returncode == 0, done.stderr
@@ -94,6 +97,17 @@ def test_the_days_breaks_export_filled_in_and_read_back_as_resolutions(reconcile
         rows.lazy(), states.lazy(), pl.LazyFrame({"resolution_id": []}, schema={"resolution_id": pl.String}), DAYS[-1]
     ).collect()
     assert verdicts["status"].to_list() == [STATUS_APPLIED, STATUS_APPLIED], verdicts["reason"].to_list()
+
+    # Dropped into the landing zone, the workbook is the day's resolutions: the day runs again and applies both.
+    (landing / "resolutions").mkdir()
+    handed_back.replace(landing / "resolutions" / handed_back.name)
+    result = run_day(instance, DAYS[-1])
+    assert result.success, failure_message(result)
+    log = Warehouse(reconciled_week / "warehouse.duckdb").read_partition("ops.resolution_log", DAYS[-1])
+    assert sorted(log.select("resolution_id", "status").rows()) == [("R-1", STATUS_APPLIED), ("R-2", STATUS_APPLIED)]
+    assert export(reconciled_week, tmp_path / "after.xlsx").returncode == 0
+    left = set(pl.read_excel(tmp_path / "after.xlsx", infer_schema_length=0)["txn_id"])
+    assert left == set(sheet["txn_id"]) - set(decisions)
 
 
 def test_the_csv_export_holds_the_same_breaks(reconciled_week: Path, tmp_path: Path) -> None:

@@ -26,9 +26,9 @@ NO_SPACE = "No space left on device"
 # The writing stages in the order a day runs them (the node of their steps: a stage of bucket steps is a graph
 # whose steps are `<node>.<op>`), and the tables each commits.
 STAGE_TABLES = {
-    "ingest": {"raw.ledger", "raw.bank", "ops.file_log"},
+    "ingest": {"raw.ledger", "raw.bank", "raw.resolutions", "ops.file_log"},
     "validate": {"staging.ledger", "staging.bank", "staging.quarantine"},
-    "match": {"recon.matches", "recon.open_items"},
+    "match": {"recon.matches", "recon.open_items", "recon.resolved_items", "ops.resolution_log"},
     "recon_exceptions": {"recon.exceptions"},
     "recon_summary": {"recon.summary"},
 }

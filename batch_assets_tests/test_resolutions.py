@@ -8,7 +8,9 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from batch_assets.transforms.matching import MATCH_SCHEMA
 from batch_assets.transforms.resolutions import (
+    HELD_ITEM_SCHEMA,
     ITEM_STATE_SCHEMA,
     RESOLUTION_ROW_SCHEMA,
     STATE_MATCHED,
@@ -17,6 +19,8 @@ from batch_assets.transforms.resolutions import (
     STATUS_APPLIED,
     STATUS_REJECTED,
     judge_resolutions,
+    manual_matches,
+    resolved_items,
 )
 
 pytestmark = pytest.mark.unit
@@ -148,3 +152,65 @@ def test_judging_the_same_rows_twice_gives_identical_verdicts() -> None:
     frame = rows(("R1", "match", "ledger", "L1"), ("R1", "match", "ledger", "L2"), ("R1", "match", "bank", "B1"))
     first = judge_resolutions(frame.lazy(), ITEMS.lazy(), APPLIED.lazy(), DAY).collect()
     assert first.equals(judge_resolutions(frame.lazy(), ITEMS.lazy(), APPLIED.lazy(), DAY).collect())
+
+
+def item_fields(states: pl.DataFrame, standing: set[str] = frozenset()) -> pl.DataFrame:
+    """The named items' fields as the match stage hands them over: source, ITEM_SCHEMA and `standing`."""
+    return states.select(
+        "source",
+        "txn_id",
+        "account_id",
+        "currency",
+        pl.lit(DAY).alias("booking_date"),
+        "amount",
+        pl.lit(None, pl.String).alias("reference_norm"),
+        pl.lit(DAY).alias("origin_date"),
+        pl.col("txn_id").is_in(list(standing)).alias("standing"),
+    ).cast({"booking_date": pl.Date, "origin_date": pl.Date})
+
+
+def test_an_n_to_m_match_is_one_row_per_item_pairing_with_its_written_off_difference() -> None:
+    # 60 + 40 in the ledger against 97.50 at the bank: 2.50 written off as a fee.
+    frame = rows(
+        ("R1", "match", "ledger", "L1", "2.50", "BANK_FEE"),
+        ("R1", "match", "ledger", "L2"),
+        ("R1", "match", "bank", "B2"),
+    )
+    verdicts = judge_resolutions(frame.lazy(), ITEMS.lazy(), APPLIED.lazy(), DAY).collect()
+    nothing_held = pl.DataFrame(schema=HELD_ITEM_SCHEMA)
+    moved = resolved_items(verdicts, frame, item_fields(ITEMS, standing={"L2"}), nothing_held, DAY)
+    assert moved.select("txn_id", "action", "revived").rows() == [
+        ("B2", "match", False), ("L1", "match", False), ("L2", "match", True)
+    ]  # fmt: skip
+    matches = manual_matches(verdicts, moved, DAY)
+    assert matches.schema == pl.Schema(MATCH_SCHEMA)
+    assert matches.select("match_id", "ledger_txn_id", "bank_txn_id", "ledger_amount", "bank_amount").rows() == [
+        ("manual:R1", "L1", "B2", Decimal("60.00"), Decimal("97.50")),
+        ("manual:R1", "L2", None, Decimal("40.00"), None),
+    ]
+    assert set(matches["write_off_amount"]) == {Decimal("2.50")} and set(matches["resolution_id"]) == {"R1"}
+
+
+def test_a_reverse_gives_back_the_items_of_the_resolution_it_undoes() -> None:
+    held = item_fields(ITEMS.filter(pl.col("txn_id").is_in(["L3", "B1"]))).drop("standing")
+    in_force = held.with_columns(resolution_id=pl.lit("R-OLD"), action=pl.lit("match"))
+    frame = rows(("R2", "reverse", None, None, None, None, "R-OLD"))
+    verdicts = judge_resolutions(frame.lazy(), ITEMS.lazy(), APPLIED.lazy(), DAY).collect()
+    assert verdicts["status"].to_list() == [STATUS_APPLIED]
+    moved = resolved_items(verdicts, frame, item_fields(ITEMS), in_force.select(list(HELD_ITEM_SCHEMA)), DAY)
+    assert moved.select("resolution_id", "action", "txn_id", "revived").rows() == [
+        ("R2", "reverse", "B1", True), ("R2", "reverse", "L3", True)
+    ]  # fmt: skip
+    assert manual_matches(verdicts, moved.filter(pl.col("action") == "match"), DAY).is_empty()
+
+
+def test_a_resolution_refused_for_its_own_reasons_claims_no_item_from_a_later_one() -> None:
+    frame = rows(
+        ("R1", "write_off", "ledger", "L1"),  # no reason_code: refused
+        ("R2", "write_off", "ledger", "L1", None, "DUPLICATE"),
+        ("R3", "write_off", "ledger", "L1", None, "DUPLICATE"),
+    )
+    verdicts = judged(frame)
+    assert verdicts["R1"] == (STATUS_REJECTED, "a write-off needs a reason_code")
+    assert verdicts["R2"] == (STATUS_APPLIED, None)
+    assert verdicts["R3"] == (STATUS_REJECTED, "ledger L1 is already resolved by R2 (earlier in the day's files)")

@@ -11,7 +11,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from batch_assets.definitions import defs
 from batch_assets.landing.resolutions import DECISION_COLUMNS, OPTIONAL_COLUMNS
+from batch_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
 from batch_assets_tests.helpers import csv_text, txn, write_landing
 from batch_assets_tests.test_ingest_and_validate import check_results, failure_message, run_day, warehouse
 
@@ -142,7 +144,7 @@ def test_decisions_apply_before_the_passes_and_each_bad_one_is_rejected_with_its
     assert "R4" in metadata["ops/resolution_log"]["rejected"].value
     # The rejections fail the resolution log's check, which raises an alert like a rejected file.
     check = check_results(result)["ops/resolution_log:resolutions_applied"]
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
 
 
 def test_a_reversal_gives_the_items_back_and_re_runs_leave_every_table_identical(
@@ -166,9 +168,12 @@ def test_a_reversal_gives_the_items_back_and_re_runs_leave_every_table_identical
 
     before = {(name, day): table(decided_days, name, day).sort(pl.all()).rows() for name in RECON for day in (D2, D3)}
     assert_ran(run_day(instance, D3))
-    for day in (D2, D3):  # and forward from D2
-        if day == D2:
-            assert_ran(run_day(instance, D2))
-            assert_ran(run_day(instance, D3))
-        for name in RECON:
+    assert_ran(run_day(instance, D2))  # and forward from D2, day by day
+    assert_ran(run_day(instance, D3))
+    # and as one backfilled run of both days, whose buckets carry the resolutions in force from day to day
+    job = defs.resolve_job_def("daily_reconciliation")
+    ranged = {RANGE_START_TAG: D2.isoformat(), RANGE_END_TAG: D3.isoformat()}
+    assert_ran(job.execute_in_process(instance=instance, tags=ranged, raise_on_error=False))
+    for name in RECON:
+        for day in (D2, D3):
             assert table(decided_days, name, day).sort(pl.all()).rows() == before[(name, day)], (name, day)

@@ -88,6 +88,11 @@ RESOLVED_ITEM_SCHEMA: dict[str, pl.DataType] = {
     "revived": pl.Boolean(),
 }
 
+# The items an applied resolution holds while it is in force: what a reverse of it gives back.
+HELD_ITEM_SCHEMA: dict[str, pl.DataType] = {
+    c: t for c, t in RESOLVED_ITEM_SCHEMA.items() if c not in ("business_date", "revived")
+}
+
 _ITEM_ACTIONS = [ACTION_MATCH, ACTION_WRITE_OFF]
 _ZERO = pl.lit(0).cast(MONEY)
 
@@ -306,8 +311,8 @@ def resolved_items(
     """The items the day's applied resolutions move (RESOLVED_ITEM_SCHEMA), in resolution and item order.
 
     `items` holds the named items' fields (source + ITEM_SCHEMA) and `standing` (a standing break, so naming it
-    revives it); `in_force` holds the items of the resolutions in force (resolution_id, source + ITEM_SCHEMA),
-    which a reverse gives back to the candidates.
+    revives it); `in_force` (HELD_ITEM_SCHEMA) the items of the resolutions in force, which a reverse gives back
+    to the candidates.
     """
     applied = verdicts.filter(pl.col("status") == STATUS_APPLIED).select("resolution_id", "action", "reverses")
     decided = (
@@ -318,7 +323,7 @@ def resolved_items(
     )
     given_back = (
         applied.filter(pl.col("action") == ACTION_REVERSE)
-        .join(in_force.rename({"resolution_id": "reverses"}), on="reverses")
+        .join(in_force.drop("action").rename({"resolution_id": "reverses"}), on="reverses")
         .with_columns(revived=pl.lit(True))
     )
     columns = [c for c in RESOLVED_ITEM_SCHEMA if c != "business_date"]

@@ -90,6 +90,12 @@ def _matches_balance(c: CheckDay) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=result["unbalanced"] == 0, metadata=result)
 
 
+NEXT_STEP = (
+    "ops.resolution_log and ops.file_log give each rejection's reason: correct it in a new resolutions file (with a "
+    "new resolution_id), or run `batch-assets breaks` for the current breaks."
+)
+
+
 def _resolutions_applied(c: CheckDay) -> dg.AssetCheckResult:
     (rejected, rejected_files) = c.wh.query(
         """
@@ -101,12 +107,14 @@ def _resolutions_applied(c: CheckDay) -> dg.AssetCheckResult:
     ).row(0)
     return dg.AssetCheckResult(
         passed=rejected == rejected_files == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rejected_resolutions": rejected, "rejected_files": rejected_files},
-        description="Rejected resolutions are listed in ops.resolution_log with their reason: correct them in a "
-        "new resolutions file (a new resolution_id), or run `batch-assets breaks` for the current breaks."
-        if rejected or rejected_files
-        else None,
+        # An error, so that it alerts whatever BATCH_ASSETS_ALERT_ON_WARN says, as a rejected file does; the
+        # check does not block, so the day still reconciles with the resolutions that were applied.
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rejected_resolutions": rejected,
+            "rejected_files": rejected_files,
+            **({"next_step": NEXT_STEP} if rejected or rejected_files else {}),
+        },
     )
 
 
@@ -182,8 +190,8 @@ match_checks = checks_step(
         DayCheck(
             "ops.resolution_log",
             "resolutions_applied",
-            "Every resolution of the day, and every resolutions file, was applied: a rejected one warns (and "
-            "alerts) with its reason in ops.resolution_log or ops.file_log.",
+            "Every resolution of the day, and every resolutions file, was applied: a rejected one fails the check "
+            "(and alerts) with its reason in ops.resolution_log or ops.file_log; the day still reconciles.",
             _resolutions_applied,
         ),
     ],

@@ -17,6 +17,7 @@ from batch_assets.transforms.resolutions import (
     ACTION_MATCH,
     ACTION_REVERSE,
     ACTION_WRITE_OFF,
+    HELD_ITEM_SCHEMA,
     RAW_RESOLUTION_SCHEMA,
     RESOLUTION_LOG_SCHEMA,
     RESOLVED_ITEM_SCHEMA,
@@ -45,7 +46,6 @@ NAMED_SCHEMA: dict[str, pl.DataType] = {
     "resolved_by_id": pl.String(),
     "bucket": pl.Int64(),
 }
-_IN_FORCE_ITEM_SCHEMA = {c: t for c, t in RESOLVED_ITEM_SCHEMA.items() if c not in ("business_date", "revived")}
 _STAGED = " UNION ALL ".join(
     f"SELECT '{source}' AS source, txn_id, account_id, currency, booking_date, amount, reference_norm, "  # noqa: S608 (fixed names)
     f"business_date AS origin_date FROM staging.{source} WHERE business_date <= $last "
@@ -106,7 +106,7 @@ def plan_resolutions(p: Planning, buckets: list[Bucket]) -> dict[str, list[Publi
             frames={"ids": ids},
         ).cast({**RESOLUTION_LOG_SCHEMA})  # type: ignore[arg-type]
         in_force_log = _in_force(log)
-        columns = ", ".join(quote_ident(c) for c in _IN_FORCE_ITEM_SCHEMA)
+        columns = ", ".join(quote_ident(c) for c in HELD_ITEM_SCHEMA)
         in_force_items = p.wh.query(
             f"SELECT {columns} FROM recon.resolved_items WHERE business_date < $first "  # noqa: S608 (quoted names)
             "AND action <> 'reverse' AND resolution_id IN (SELECT resolution_id FROM in_force)",
@@ -127,7 +127,7 @@ def plan_resolutions(p: Planning, buckets: list[Bucket]) -> dict[str, list[Publi
         "named": items,
         "before": log.filter(pl.col("status") == STATUS_APPLIED).select("resolution_id").unique(),
         "in_force_log": in_force_log,
-        "in_force_items": in_force_items.cast(_IN_FORCE_ITEM_SCHEMA),  # type: ignore[arg-type]
+        "in_force_items": in_force_items.cast(HELD_ITEM_SCHEMA),  # type: ignore[arg-type]
     }
     first_bucket = buckets[0].index
     published: dict[str, list[PublishedFile]] = {name: [] for name in ("resolutions", *shared)}
@@ -235,9 +235,9 @@ class Book:
                 pl.DataFrame({"resolution_id": sorted(self.in_force)}, schema={"resolution_id": pl.String}).lazy(),
             ).collect()
             given_back = (
-                pl.concat([pl.DataFrame(schema=_IN_FORCE_ITEM_SCHEMA), *self.in_force_items.values()])
+                pl.concat([pl.DataFrame(schema=HELD_ITEM_SCHEMA), *self.in_force_items.values()])
                 if self.in_force_items
-                else pl.DataFrame(schema=_IN_FORCE_ITEM_SCHEMA)
+                else pl.DataFrame(schema=HELD_ITEM_SCHEMA)
             )
             items = resolved_items(judged, part, states.drop("state", "resolved_by_id"), given_back, day)
             candidates = self._apply(judged, items, candidates, day, log)
@@ -303,9 +303,7 @@ class Book:
                 )
             else:
                 self.in_force[rid] = {**row, "run_id": None}
-                self.in_force_items[rid] = items.filter(pl.col("resolution_id") == rid).select(
-                    list(_IN_FORCE_ITEM_SCHEMA)
-                )
+                self.in_force_items[rid] = items.filter(pl.col("resolution_id") == rid).select(list(HELD_ITEM_SCHEMA))
         for source in ("ledger", "bank"):
             mine = items.filter(pl.col("source") == source)
             decided = mine.filter(pl.col("action") != ACTION_REVERSE).select("txn_id")
